@@ -1,0 +1,137 @@
+//! API tokens: how secrets are made and stored, and what a token allows.
+//!
+//! A token's secret is shown once, when it is created; only its sha256 is recorded (in the
+//! `token_issued` event and the read model). Requests present the secret in `Authorization`, raw
+//! or as `Bearer <secret>`; the api hashes it and looks the hash up.
+
+use depot_events::TokenScope;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+
+/// Every secret starts with this, so leaked tokens are easy to recognise.
+pub const TOKEN_PREFIX: &str = "depot_";
+
+/// Makes a new random secret: the prefix plus 40 alphanumeric characters (≈238 bits).
+pub fn generate_secret() -> String {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    format!("{TOKEN_PREFIX}{random}")
+}
+
+/// The lowercase hex sha256 of a secret: the only form in which secrets are stored.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Extracts the secret from an `Authorization` header value: the raw token, or `Bearer <token>`
+/// (scheme compared case-insensitively). Returns `None` for an empty value or another scheme.
+pub fn secret_from_header(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let secret = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!secret.is_empty()).then_some(secret)
+}
+
+/// What a token is allowed to do: its scopes and crate patterns (both empty = everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Allowed operations; empty means all.
+    pub scopes: Vec<TokenScope>,
+    /// Crate name patterns (`*` matches any run of characters); empty means all crates.
+    pub crates: Vec<String>,
+}
+
+impl TokenGrant {
+    /// Whether the grant allows `scope` on crate `name`.
+    pub fn allows(&self, scope: TokenScope, name: &str) -> bool {
+        let scope_ok = self.scopes.is_empty() || self.scopes.contains(&scope);
+        let crate_ok = self.crates.is_empty() || self.crates.iter().any(|p| glob_matches(p, name));
+        scope_ok && crate_ok
+    }
+}
+
+/// Matches a crate name against a pattern where `*` stands for any run of characters. Both sides
+/// are compared in canonical form (case-insensitive, `-` equals `_`).
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let canon = |s: &str| -> Vec<u8> {
+        s.bytes()
+            .map(|b| if b == b'-' { b'_' } else { b.to_ascii_lowercase() })
+            .collect()
+    };
+    let (pattern, name) = (canon(pattern), canon(name));
+    // Iterative wildcard matching with backtracking to the last `*`.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == name[n] {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_prefixed_random_and_hashed() {
+        let a = generate_secret();
+        let b = generate_secret();
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 40);
+        assert_ne!(a, b);
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn header_forms() {
+        assert_eq!(secret_from_header("depot_x"), Some("depot_x"));
+        assert_eq!(secret_from_header("Bearer depot_x"), Some("depot_x"));
+        assert_eq!(secret_from_header("bearer  depot_x "), Some("depot_x"));
+        assert_eq!(secret_from_header("Basic abc"), None);
+        assert_eq!(secret_from_header("  "), None);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("acme-*", "acme_core"));
+        assert!(glob_matches("Acme*Core", "acme-big-core"));
+        assert!(!glob_matches("acme-*", "other"));
+        assert!(glob_matches("exact", "EXACT"));
+        assert!(!glob_matches("exact", "exactly"));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn grants() {
+        let all = TokenGrant::default();
+        assert!(all.allows(TokenScope::Yank, "x"));
+        let narrow = TokenGrant {
+            scopes: vec![TokenScope::PublishUpdate],
+            crates: vec!["acme-*".into()],
+        };
+        assert!(narrow.allows(TokenScope::PublishUpdate, "acme-core"));
+        assert!(!narrow.allows(TokenScope::PublishNew, "acme-core"));
+        assert!(!narrow.allows(TokenScope::PublishUpdate, "other"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Publish request framing and metadata, and .crate archive validation and extraction (pure).

@@ -1,0 +1,1 @@
+//! The event log: the EventLog trait and its NATS JetStream implementation.

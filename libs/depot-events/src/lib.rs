@@ -1,0 +1,35 @@
+//! The schema of record: every event Depot appends to its log, defined once.
+//!
+//! Events are stored as JSON envelopes `{"id","type","schema","at","actor","data"}`. They only
+//! evolve additively: new optional fields (with `#[serde(default)]`) and new event types. An
+//! envelope whose `type` this build does not know decodes to [`Event::Unknown`], so readers can
+//! decide what to do instead of failing to parse.
+//!
+//! [`CrateState`] is the per-crate aggregate: the fold of one crate's events that the api uses to
+//! decide whether a command is allowed, and that the projector persists.
+
+mod aggregate;
+mod envelope;
+mod payload;
+
+pub use aggregate::{
+    CrateState, PublishCheck, PublishRefusal, VersionState, VersionStatus, version_without_build,
+};
+pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
+pub use payload::{
+    Event, ExtractedMetadata, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
+    TokenRevoked, TokenScope, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+};
+
+/// Subjects of the log: one per aggregate.
+pub mod subject {
+    /// The subject token of a crate's aggregate: `crate.<canonical name>`.
+    pub fn krate(canonical: &str) -> String {
+        format!("crate.{canonical}")
+    }
+
+    /// The subject token of a principal's aggregate (users and their tokens).
+    pub fn principal(user: &str) -> String {
+        format!("principal.{}", user.to_ascii_lowercase())
+    }
+}

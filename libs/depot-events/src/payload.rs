@@ -1,0 +1,280 @@
+//! Event payloads (the `data` of an envelope).
+//!
+//! Rules for changing this file: add fields only as `Option` or with `#[serde(default)]`, never
+//! rename or remove one, never use `deny_unknown_fields`, and update the golden tests.
+
+use depot_index::IndexEntry;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Timestamp;
+
+/// Every kind of event in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The api stored an upload and asks for it to be checked (`version_uploaded`).
+    VersionUploaded(VersionUploaded),
+    /// The extractor found the upload valid; it carries the index line (`version_accepted`).
+    VersionAccepted(VersionAccepted),
+    /// The extractor refused the upload (`version_rejected`).
+    VersionRejected(VersionRejected),
+    /// A version was yanked (`version_yanked`).
+    VersionYanked(VersionYankToggled),
+    /// A version was unyanked (`version_unyanked`).
+    VersionUnyanked(VersionYankToggled),
+    /// Users became owners of a crate (`owners_added`).
+    OwnersAdded(OwnersChanged),
+    /// Users stopped being owners of a crate (`owners_removed`).
+    OwnersRemoved(OwnersChanged),
+    /// An API token was issued (`token_issued`).
+    TokenIssued(TokenIssued),
+    /// An API token was revoked (`token_revoked`).
+    TokenRevoked(TokenRevoked),
+    /// An event type this build does not know (written by a newer build).
+    Unknown {
+        /// The `type` of the envelope.
+        kind: String,
+        /// The `data` of the envelope, kept as is.
+        data: serde_json::Value,
+    },
+}
+
+impl Event {
+    /// The `type` name of the event.
+    pub fn kind(&self) -> &str {
+        match self {
+            Event::VersionUploaded(_) => "version_uploaded",
+            Event::VersionAccepted(_) => "version_accepted",
+            Event::VersionRejected(_) => "version_rejected",
+            Event::VersionYanked(_) => "version_yanked",
+            Event::VersionUnyanked(_) => "version_unyanked",
+            Event::OwnersAdded(_) => "owners_added",
+            Event::OwnersRemoved(_) => "owners_removed",
+            Event::TokenIssued(_) => "token_issued",
+            Event::TokenRevoked(_) => "token_revoked",
+            Event::Unknown { kind, .. } => kind,
+        }
+    }
+
+    pub(crate) fn data_json(&self) -> serde_json::Value {
+        fn json(value: &impl Serialize) -> serde_json::Value {
+            serde_json::to_value(value).expect("event payloads always serialize")
+        }
+        match self {
+            Event::VersionUploaded(d) => json(d),
+            Event::VersionAccepted(d) => json(d),
+            Event::VersionRejected(d) => json(d),
+            Event::VersionYanked(d) | Event::VersionUnyanked(d) => json(d),
+            Event::OwnersAdded(d) | Event::OwnersRemoved(d) => json(d),
+            Event::TokenIssued(d) => json(d),
+            Event::TokenRevoked(d) => json(d),
+            Event::Unknown { data, .. } => data.clone(),
+        }
+    }
+
+    pub(crate) fn from_parts(kind: &str, data: serde_json::Value) -> serde_json::Result<Event> {
+        use serde_json::from_value as parse;
+        Ok(match kind {
+            "version_uploaded" => Event::VersionUploaded(parse(data)?),
+            "version_accepted" => Event::VersionAccepted(parse(data)?),
+            "version_rejected" => Event::VersionRejected(parse(data)?),
+            "version_yanked" => Event::VersionYanked(parse(data)?),
+            "version_unyanked" => Event::VersionUnyanked(parse(data)?),
+            "owners_added" => Event::OwnersAdded(parse(data)?),
+            "owners_removed" => Event::OwnersRemoved(parse(data)?),
+            "token_issued" => Event::TokenIssued(parse(data)?),
+            "token_revoked" => Event::TokenRevoked(parse(data)?),
+            other => Event::Unknown {
+                kind: other.to_owned(),
+                data,
+            },
+        })
+    }
+}
+
+/// `version_uploaded`: a `.crate` was stored under its content address and awaits checking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionUploaded {
+    /// The crate name as published (original case).
+    pub name: String,
+    /// The version as published, including build metadata.
+    pub vers: String,
+    /// Lowercase hex sha256 of the `.crate` bytes.
+    pub cksum: String,
+    /// Size of the `.crate` in bytes.
+    pub size: u64,
+    /// The blob store key of the `.crate`.
+    pub blob: String,
+    /// The publish metadata JSON as cargo sent it.
+    pub metadata: serde_json::Value,
+    /// The login of the user who published.
+    pub uploader: String,
+    /// The token used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<Uuid>,
+}
+
+/// `version_accepted`: the upload is valid; `entry` is its index line (with `yanked: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionAccepted {
+    /// The version (as in the upload).
+    pub vers: String,
+    /// The checksum of the upload this outcome is about.
+    pub cksum: String,
+    /// The index line for the version.
+    pub entry: IndexEntry,
+    /// Metadata read from the `.crate`.
+    pub metadata: ExtractedMetadata,
+}
+
+/// Descriptive metadata read from a `.crate`'s `Cargo.toml` (and its readme).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExtractedMetadata {
+    /// `package.description`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `package.license` (SPDX expression).
+    #[serde(default)]
+    pub license: Option<String>,
+    /// `package.license-file`.
+    #[serde(default)]
+    pub license_file: Option<String>,
+    /// `package.repository`.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// `package.homepage`.
+    #[serde(default)]
+    pub homepage: Option<String>,
+    /// `package.documentation`.
+    #[serde(default)]
+    pub documentation: Option<String>,
+    /// `package.keywords`.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// `package.categories`.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// `package.authors`.
+    #[serde(default)]
+    pub authors: Vec<String>,
+    /// `package.edition`.
+    #[serde(default)]
+    pub edition: Option<String>,
+    /// `package.rust-version`.
+    #[serde(default)]
+    pub rust_version: Option<String>,
+    /// `package.links`.
+    #[serde(default)]
+    pub links: Option<String>,
+    /// Path of the readme inside the package, if any.
+    #[serde(default)]
+    pub readme_file: Option<String>,
+    /// The readme's text, if the package has one (capped by the extractor).
+    #[serde(default)]
+    pub readme: Option<String>,
+}
+
+/// `version_rejected`: the upload is invalid and the version number stays free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRejected {
+    /// The version (as in the upload).
+    pub vers: String,
+    /// The checksum of the upload this outcome is about.
+    pub cksum: String,
+    /// Why, most important first.
+    pub reasons: Vec<RejectionReason>,
+}
+
+/// One reason for a rejection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionReason {
+    /// A stable machine code, e.g. `invalid_path`.
+    pub code: String,
+    /// A sentence for the user.
+    pub detail: String,
+}
+
+/// `version_yanked` / `version_unyanked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionYankToggled {
+    /// The version (as in the index, including build metadata).
+    pub vers: String,
+    /// An optional reason given by the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `owners_added` / `owners_removed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnersChanged {
+    /// User logins.
+    pub owners: Vec<String>,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A person's own token.
+    Personal,
+    /// A token for an automated deployment.
+    Deploy,
+    /// A token for continuous integration.
+    Ci,
+}
+
+/// An operation a token may perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenScope {
+    /// Publish the first version of a new crate.
+    PublishNew,
+    /// Publish a new version of an existing crate.
+    PublishUpdate,
+    /// Yank and unyank versions.
+    Yank,
+    /// Add and remove owners.
+    ChangeOwners,
+}
+
+impl TokenScope {
+    /// Every scope.
+    pub const ALL: [TokenScope; 4] = [
+        TokenScope::PublishNew,
+        TokenScope::PublishUpdate,
+        TokenScope::Yank,
+        TokenScope::ChangeOwners,
+    ];
+}
+
+/// `token_issued`. The secret itself is never recorded, only its sha256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    /// The token's id.
+    pub token_id: Uuid,
+    /// The user the token acts for.
+    pub user: String,
+    /// Lowercase hex sha256 of the secret.
+    pub secret_sha256: String,
+    /// Personal, deploy or CI.
+    pub kind: TokenKind,
+    /// A label for humans.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Allowed operations; empty means all.
+    #[serde(default)]
+    pub scopes: Vec<TokenScope>,
+    /// Crate name patterns (`*` wildcard) the token may act on; empty means all.
+    #[serde(default)]
+    pub crates: Vec<String>,
+    /// When the token stops working, if ever.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `token_revoked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// The token's id.
+    pub token_id: Uuid,
+}

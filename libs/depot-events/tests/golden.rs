@@ -1,0 +1,193 @@
+//! Golden tests: the stored JSON form of every event type. These bytes live in the log forever;
+//! a change here is a change to the schema of record and must be additive.
+
+use depot_events::{
+    Envelope, Event, ExtractedMetadata, OwnersChanged, RejectionReason, SCHEMA_VERSION, Timestamp,
+    TokenIssued, TokenKind, TokenRevoked, TokenScope, VersionAccepted, VersionRejected,
+    VersionUploaded, VersionYankToggled,
+};
+use depot_index::{DependencyKind, FeatureMap, IndexDependency, IndexEntry};
+use uuid::Uuid;
+
+const ID: &str = "0193a6f0-0000-7000-8000-000000000001";
+
+fn envelope(event: Event) -> Envelope {
+    Envelope {
+        id: Uuid::parse_str(ID).unwrap(),
+        schema: SCHEMA_VERSION,
+        at: Timestamp::from_unix_millis(1_764_000_000_123),
+        actor: "alice".into(),
+        event,
+    }
+}
+
+fn check(event: Event, expected_data: &str) {
+    let env = envelope(event);
+    let expected = format!(
+        r#"{{"id":"{ID}","type":"{}","schema":1,"at":"2025-11-24T16:00:00.123Z","actor":"alice","data":{expected_data}}}"#,
+        env.kind()
+    );
+    let encoded = String::from_utf8(env.encode()).unwrap();
+    assert_eq!(encoded, expected);
+    let decoded = Envelope::decode(encoded.as_bytes()).unwrap();
+    assert_eq!(decoded, env, "round trip");
+}
+
+#[test]
+fn version_uploaded() {
+    check(
+        Event::VersionUploaded(VersionUploaded {
+            name: "My_Crate".into(),
+            vers: "0.2.0+build.5".into(),
+            cksum: "ab".repeat(32),
+            size: 738,
+            blob: format!("sha256/{}", "ab".repeat(32)),
+            metadata: serde_json::json!({"name": "My_Crate", "vers": "0.2.0+build.5", "deps": []}),
+            uploader: "alice".into(),
+            token_id: Some(Uuid::parse_str(ID).unwrap()),
+        }),
+        &format!(
+            r#"{{"name":"My_Crate","vers":"0.2.0+build.5","cksum":"{c}","size":738,"blob":"sha256/{c}","metadata":{{"name":"My_Crate","vers":"0.2.0+build.5","deps":[]}},"uploader":"alice","token_id":"{ID}"}}"#,
+            c = "ab".repeat(32)
+        ),
+    );
+}
+
+#[test]
+fn version_accepted() {
+    let mut features = FeatureMap::new();
+    features.insert("default".into(), vec!["std".into()]);
+    let entry = IndexEntry::new(
+        "foo".into(),
+        "1.0.0".into(),
+        vec![IndexDependency {
+            name: "bar".into(),
+            req: "^1".into(),
+            features: vec![],
+            optional: false,
+            default_features: true,
+            target: None,
+            kind: DependencyKind::Normal,
+            registry: None,
+            package: None,
+        }],
+        "cc".into(),
+        features,
+        None,
+        Some("1.70".into()),
+        Some("2025-11-24T16:00:00Z".into()),
+    );
+    check(
+        Event::VersionAccepted(VersionAccepted {
+            vers: "1.0.0".into(),
+            cksum: "cc".into(),
+            entry,
+            metadata: ExtractedMetadata {
+                description: Some("A crate".into()),
+                license: Some("MIT".into()),
+                keywords: vec!["k".into()],
+                edition: Some("2021".into()),
+                ..ExtractedMetadata::default()
+            },
+        }),
+        concat!(
+            r#"{"vers":"1.0.0","cksum":"cc","entry":{"name":"foo","vers":"1.0.0","deps":[{"name":"bar","req":"^1","features":[],"optional":false,"default_features":true,"target":null,"kind":"normal"}],"cksum":"cc","features":{"default":["std"]},"yanked":false,"rust_version":"1.70","pubtime":"2025-11-24T16:00:00Z"},"#,
+            r#""metadata":{"description":"A crate","license":"MIT","license_file":null,"repository":null,"homepage":null,"documentation":null,"keywords":["k"],"categories":[],"authors":[],"edition":"2021","rust_version":null,"links":null,"readme_file":null,"readme":null}}"#
+        ),
+    );
+}
+
+#[test]
+fn version_rejected() {
+    check(
+        Event::VersionRejected(VersionRejected {
+            vers: "1.0.0".into(),
+            cksum: "cc".into(),
+            reasons: vec![RejectionReason {
+                code: "invalid_path".into(),
+                detail: "invalid path found: x/y".into(),
+            }],
+        }),
+        r#"{"vers":"1.0.0","cksum":"cc","reasons":[{"code":"invalid_path","detail":"invalid path found: x/y"}]}"#,
+    );
+}
+
+#[test]
+fn yank_and_unyank() {
+    check(
+        Event::VersionYanked(VersionYankToggled {
+            vers: "1.0.0".into(),
+            message: Some("broken".into()),
+        }),
+        r#"{"vers":"1.0.0","message":"broken"}"#,
+    );
+    check(
+        Event::VersionUnyanked(VersionYankToggled {
+            vers: "1.0.0".into(),
+            message: None,
+        }),
+        r#"{"vers":"1.0.0"}"#,
+    );
+}
+
+#[test]
+fn owners() {
+    let change = OwnersChanged {
+        owners: vec!["bob".into()],
+    };
+    check(Event::OwnersAdded(change.clone()), r#"{"owners":["bob"]}"#);
+    check(Event::OwnersRemoved(change), r#"{"owners":["bob"]}"#);
+}
+
+#[test]
+fn tokens() {
+    check(
+        Event::TokenIssued(TokenIssued {
+            token_id: Uuid::parse_str(ID).unwrap(),
+            user: "alice".into(),
+            secret_sha256: "dd".into(),
+            kind: TokenKind::Ci,
+            label: Some("ci".into()),
+            scopes: vec![TokenScope::PublishUpdate, TokenScope::ChangeOwners],
+            crates: vec!["acme-*".into()],
+            expires_at: Some(Timestamp::from_unix_millis(1_764_000_000_000)),
+        }),
+        &format!(
+            r#"{{"token_id":"{ID}","user":"alice","secret_sha256":"dd","kind":"ci","label":"ci","scopes":["publish-update","change-owners"],"crates":["acme-*"],"expires_at":"2025-11-24T16:00:00.000Z"}}"#
+        ),
+    );
+    check(
+        Event::TokenRevoked(TokenRevoked {
+            token_id: Uuid::parse_str(ID).unwrap(),
+        }),
+        &format!(r#"{{"token_id":"{ID}"}}"#),
+    );
+}
+
+#[test]
+fn unknown_types_and_fields_are_tolerated() {
+    let future = format!(
+        r#"{{"id":"{ID}","type":"crate_renamed","schema":2,"at":"2025-11-24T16:00:00.123Z","actor":"x","data":{{"to":"y"}},"extra":1}}"#
+    );
+    let env = Envelope::decode(future.as_bytes()).unwrap();
+    assert_eq!(env.kind(), "crate_renamed");
+    assert!(matches!(env.event, Event::Unknown { .. }));
+
+    let newer_field = format!(
+        r#"{{"id":"{ID}","type":"owners_added","schema":1,"at":"2025-11-24T16:00:00.123Z","actor":"x","data":{{"owners":["a"],"invited_by":"z"}}}}"#
+    );
+    let env = Envelope::decode(newer_field.as_bytes()).unwrap();
+    assert_eq!(
+        env.event,
+        Event::OwnersAdded(OwnersChanged {
+            owners: vec!["a".into()]
+        })
+    );
+}
+
+#[test]
+fn pubtime_format_is_exact() {
+    let t = Timestamp::from_unix_millis(1_764_000_000_999);
+    assert_eq!(t.to_pubtime(), "2025-11-24T16:00:00Z");
+    assert_eq!(t.to_rfc3339(), "2025-11-24T16:00:00.999Z");
+}

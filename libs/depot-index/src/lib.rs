@@ -1,0 +1,44 @@
+//! The sparse index format (RFC 2789) as cargo 1.95 reads it.
+//!
+//! This crate knows how crate names are canonicalised, where a crate's index file lives, what one
+//! index line looks like byte for byte, and how a whole index file and its ETag are rendered. It
+//! does no I/O: the projector renders files with it and the api serves the bytes it produced.
+
+mod entry;
+mod name;
+
+pub use entry::{DependencyKind, FeatureMap, IndexDependency, IndexEntry, split_features};
+pub use name::{
+    CrateNameError, MAX_NAME_LENGTH, canonical_name, index_path, validate_crate_name,
+    validate_dependency_name,
+};
+
+use sha2::{Digest, Sha256};
+
+/// A rendered index file: one JSON line per version, each ending in `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    /// The exact bytes served to cargo.
+    pub body: Vec<u8>,
+    /// A strong ETag (quoted), derived from the content only.
+    pub etag: String,
+}
+
+impl IndexFile {
+    /// Renders the lines of one crate, in the order given (publish order).
+    pub fn render<'a>(entries: impl IntoIterator<Item = &'a IndexEntry>) -> IndexFile {
+        let mut body = Vec::new();
+        for entry in entries {
+            body.extend_from_slice(entry.to_line().as_bytes());
+            body.push(b'\n');
+        }
+        let etag = etag_for(&body);
+        IndexFile { body, etag }
+    }
+}
+
+/// A strong ETag for a body: the quoted hex of the first 16 bytes of its sha256.
+pub fn etag_for(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}

@@ -1,0 +1,1 @@
+//! Blob store and SQL read models (sqlx).

@@ -1,0 +1,1 @@
+//! Metric names, the metrics registry and tracing setup.

@@ -1,0 +1,1 @@
+//! Cargo's web API and the sparse index over HTTP (axum).

@@ -1,0 +1,1 @@
+//! The extractor worker: checks uploaded .crate files and appends the outcome.
