@@ -62,7 +62,13 @@ impl TokenGrant {
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
     let canon = |s: &str| -> Vec<u8> {
         s.bytes()
-            .map(|b| if b == b'-' { b'_' } else { b.to_ascii_lowercase() })
+            .map(|b| {
+                if b == b'-' {
+                    b'_'
+                } else {
+                    b.to_ascii_lowercase()
+                }
+            })
             .collect()
     };
     let (pattern, name) = (canon(pattern), canon(name));
@@ -98,7 +104,10 @@ mod tests {
         assert!(a.starts_with(TOKEN_PREFIX));
         assert_eq!(a.len(), TOKEN_PREFIX.len() + 40);
         assert_ne!(a, b);
-        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -191,9 +191,11 @@ impl CrateState {
     }
 
     fn decide(&mut self, vers: &str, cksum: &str, status: VersionStatus) {
-        if let Some(v) = self.versions.iter_mut().find(|v| {
-            v.status == VersionStatus::Pending && v.vers == vers && v.cksum == cksum
-        }) {
+        if let Some(v) = self
+            .versions
+            .iter_mut()
+            .find(|v| v.status == VersionStatus::Pending && v.vers == vers && v.cksum == cksum)
+        {
             v.status = status;
         }
     }
@@ -212,7 +214,9 @@ impl CrateState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{OwnersChanged, RejectionReason, VersionRejected, VersionUploaded, VersionYankToggled};
+    use crate::{
+        OwnersChanged, RejectionReason, VersionRejected, VersionUploaded, VersionYankToggled,
+    };
 
     fn env(event: Event) -> Envelope {
         Envelope::new("alice", event)
@@ -256,11 +260,15 @@ mod tests {
         );
         assert_eq!(
             state.check_publish("Foo", "1.0.0+build", "b"),
-            Err(PublishRefusal::VersionTaken { vers: "1.0.0".into() })
+            Err(PublishRefusal::VersionTaken {
+                vers: "1.0.0".into()
+            })
         );
         assert_eq!(
             state.check_publish("foo", "1.1.0", "b"),
-            Err(PublishRefusal::NameSpelling { existing: "Foo".into() })
+            Err(PublishRefusal::NameSpelling {
+                existing: "Foo".into()
+            })
         );
         assert_eq!(
             state.check_publish("Foo", "1.1.0", "b"),

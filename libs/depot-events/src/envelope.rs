@@ -167,10 +167,11 @@ impl Envelope {
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         let wire: Wire<serde_json::Value> =
             serde_json::from_slice(bytes).map_err(DecodeError::Envelope)?;
-        let event = Event::from_parts(&wire.kind, wire.data).map_err(|source| DecodeError::Data {
-            kind: wire.kind.clone(),
-            source,
-        })?;
+        let event =
+            Event::from_parts(&wire.kind, wire.data).map_err(|source| DecodeError::Data {
+                kind: wire.kind.clone(),
+                source,
+            })?;
         Ok(Envelope {
             id: wire.id,
             schema: wire.schema,

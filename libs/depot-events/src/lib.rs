@@ -17,8 +17,8 @@ pub use aggregate::{
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
-    Event, ExtractedMetadata, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
-    TokenRevoked, TokenScope, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+    Event, ExtractedMetadata, OwnersChanged, RejectionReason, TokenIssued, TokenKind, TokenRevoked,
+    TokenScope, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
 };
 
 /// Subjects of the log: one per aggregate.

@@ -132,7 +132,10 @@ impl Ord for IndexDependency {
 impl IndexEntry {
     /// Builds an entry from its parts, splitting features the way crates.io does and sorting the
     /// dependencies. `yanked` starts false.
-    #[expect(clippy::too_many_arguments, reason = "mirrors the fields of an index line")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the fields of an index line"
+    )]
     pub fn new(
         name: String,
         vers: String,

@@ -77,7 +77,10 @@ impl fmt::Display for CrateNameError {
                 "the crate name `{name}` is too long (max {MAX_NAME_LENGTH} characters)"
             ),
             CrateNameError::StartsWithDigit(name) => {
-                write!(f, "the name `{name}` cannot be used as a crate name, the name cannot start with a digit")
+                write!(
+                    f,
+                    "the name `{name}` cannot be used as a crate name, the name cannot start with a digit"
+                )
             }
             CrateNameError::BadFirstChar(name) => write!(
                 f,
@@ -189,15 +192,39 @@ mod tests {
         assert!(validate_crate_name("serde").is_ok());
         assert!(validate_crate_name("My_Crate-2").is_ok());
         assert_eq!(validate_crate_name(""), Err(CrateNameError::Empty));
-        assert!(matches!(validate_crate_name("1abc"), Err(CrateNameError::StartsWithDigit(_))));
-        assert!(matches!(validate_crate_name("_abc"), Err(CrateNameError::BadFirstChar(_))));
-        assert!(matches!(validate_crate_name("ab.c"), Err(CrateNameError::BadChar(_, '.'))));
-        assert!(matches!(validate_crate_name("crème"), Err(CrateNameError::BadChar(_, 'è'))));
-        assert!(matches!(validate_crate_name(&"a".repeat(65)), Err(CrateNameError::TooLong(_))));
+        assert!(matches!(
+            validate_crate_name("1abc"),
+            Err(CrateNameError::StartsWithDigit(_))
+        ));
+        assert!(matches!(
+            validate_crate_name("_abc"),
+            Err(CrateNameError::BadFirstChar(_))
+        ));
+        assert!(matches!(
+            validate_crate_name("ab.c"),
+            Err(CrateNameError::BadChar(_, '.'))
+        ));
+        assert!(matches!(
+            validate_crate_name("crème"),
+            Err(CrateNameError::BadChar(_, 'è'))
+        ));
+        assert!(matches!(
+            validate_crate_name(&"a".repeat(65)),
+            Err(CrateNameError::TooLong(_))
+        ));
         assert!(validate_crate_name(&"a".repeat(64)).is_ok());
-        assert!(matches!(validate_crate_name("std"), Err(CrateNameError::Reserved(_))));
-        assert!(matches!(validate_crate_name("Proc-Macro"), Err(CrateNameError::Reserved(_))));
-        assert!(matches!(validate_crate_name("com1"), Err(CrateNameError::Reserved(_))));
+        assert!(matches!(
+            validate_crate_name("std"),
+            Err(CrateNameError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_crate_name("Proc-Macro"),
+            Err(CrateNameError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_crate_name("com1"),
+            Err(CrateNameError::Reserved(_))
+        ));
         assert!(validate_crate_name("com10").is_ok());
     }
 }

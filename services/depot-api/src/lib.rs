@@ -1,1 +1,158 @@
-//! Cargo's web API and the sparse index over HTTP (axum).
+//! Cargo's web API and the sparse index over HTTP.
+//!
+//! [`router`] builds the axum router for a [`AppState`]. Handlers validate requests, check the
+//! crate aggregate, append events to the log and wait until the projector made them visible;
+//! they read only from the read models and the blob store, never from SQL directly.
+
+mod auth;
+mod changes;
+mod commands;
+mod crates;
+mod error;
+mod index;
+mod publish;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, put};
+use depot_cratefile::{PublishLimits, TarballLimits};
+use depot_eventlog::EventLog;
+use depot_store::{BlobStore, PgStore};
+use tower_http::trace::TraceLayer;
+
+pub use changes::spawn_change_listener;
+pub use error::ApiError;
+
+/// Settings of the api role.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The URL cargo reaches Depot at, without a trailing slash (e.g. `http://127.0.0.1:8000`).
+    pub public_url: String,
+    /// The largest `.crate` accepted, in bytes.
+    pub max_crate_size: u64,
+    /// The largest publish metadata JSON accepted, in bytes.
+    pub max_json_size: u32,
+    /// Limits on publish metadata (keywords, features, dependencies …) and the registry
+    /// allow-list for dependencies.
+    pub publish_limits: PublishLimits,
+    /// Limits used to read `.crate` files (the extractor applies them; kept for reference).
+    pub tarball_limits: TarballLimits,
+    /// How long a publish waits for its version to become visible before answering anyway.
+    pub publish_wait: Duration,
+    /// How long yank/unyank/owner changes wait for the read models.
+    pub command_wait: Duration,
+    /// How long a cached index file may be served without revalidation against the database,
+    /// as a safety net for lost change notifications.
+    pub index_cache_ttl: Duration,
+}
+
+impl ApiConfig {
+    /// The sparse index URL cargo is configured with (`sparse+…/index/`).
+    pub fn index_url(&self) -> String {
+        format!("sparse+{}/index/", self.public_url)
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ApiConfig,
+    log: Arc<dyn EventLog>,
+    store: PgStore,
+    blobs: BlobStore,
+    cache: index::IndexCache,
+    changes: changes::ChangeHub,
+    downloads: crates::DownloadCounter,
+}
+
+impl AppState {
+    /// Assembles the api's state.
+    pub fn new(
+        config: ApiConfig,
+        log: Arc<dyn EventLog>,
+        store: PgStore,
+        blobs: BlobStore,
+    ) -> AppState {
+        let cache = index::IndexCache::new(config.index_cache_ttl);
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                log,
+                store,
+                blobs,
+                cache,
+                changes: changes::ChangeHub::new(),
+                downloads: crates::DownloadCounter::default(),
+            }),
+        }
+    }
+
+    fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    fn store(&self) -> &PgStore {
+        &self.inner.store
+    }
+
+    fn log(&self) -> &dyn EventLog {
+        self.inner.log.as_ref()
+    }
+
+    /// Tells the api that a crate's read models changed (drops its cached index file and wakes
+    /// requests waiting on it). Called for every change notification.
+    pub fn crate_changed(&self, canon: &str) {
+        self.inner.cache.invalidate(canon);
+        self.inner.changes.publish(canon);
+    }
+
+    /// Drops every cached index file (after a lost connection to the notifier).
+    pub fn forget_cache(&self) {
+        self.inner.cache.clear();
+        self.inner.changes.publish_all();
+    }
+
+    /// Writes batched download counts to the database; call periodically.
+    pub async fn flush_downloads(&self) -> Result<(), depot_store::StoreError> {
+        self.inner.downloads.flush(self.store()).await
+    }
+}
+
+/// The router: sparse index under `/index/`, cargo's web API under `/api/v1/`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/index/config.json", get(index::config_json))
+        .route("/index/{*path}", get(index::index_file))
+        .route(
+            "/api/v1/crates/new",
+            put(publish::publish).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/crates", get(crates::search))
+        .route(
+            "/api/v1/crates/{name}/{version}/download",
+            get(crates::download),
+        )
+        .route("/api/v1/crates/{name}/{version}/yank", delete(crates::yank))
+        .route(
+            "/api/v1/crates/{name}/{version}/unyank",
+            put(crates::unyank),
+        )
+        .route(
+            "/api/v1/crates/{name}/owners",
+            get(crates::list_owners)
+                .put(crates::add_owners)
+                .delete(crates::remove_owners),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("not found") })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

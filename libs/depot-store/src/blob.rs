@@ -1,0 +1,206 @@
+//! A content-addressed blob store on a local directory.
+//!
+//! Uploads are written to a temporary file while their sha256 is computed, then renamed to
+//! `sha256/<ab>/<cd>/<hex>`; the rename is atomic, so a blob is either absent or complete.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::fs::{self, File};
+use tokio::io::AsyncWriteExt;
+
+use crate::StoreError;
+
+/// Blobs under one directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// A blob that has been stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The store key, `sha256/<hex>`.
+    pub key: String,
+    /// Lowercase hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// An upload in progress: bytes go to a temporary file and into the hash.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: File,
+    temp: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// A store rooted at `root` (created if missing).
+    pub async fn open(root: impl Into<PathBuf>) -> Result<BlobStore, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(root.join("tmp")).await?;
+        fs::create_dir_all(root.join("sha256")).await?;
+        Ok(BlobStore { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Starts an upload.
+    pub async fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let temp = self
+            .root
+            .join("tmp")
+            .join(format!("upload-{}", uuid::Uuid::new_v4()));
+        let file = File::create(&temp).await?;
+        Ok(BlobWriter {
+            file,
+            temp,
+            hasher: Sha256::new(),
+            size: 0,
+            root: self.root.clone(),
+        })
+    }
+
+    /// The key of a blob with this sha256.
+    pub fn key_for(sha256: &str) -> String {
+        format!("sha256/{sha256}")
+    }
+
+    /// The file path of a key, or `None` for a malformed key.
+    pub fn path(&self, key: &str) -> Option<PathBuf> {
+        let hex = key.strip_prefix("sha256/")?;
+        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| {
+            self.root
+                .join("sha256")
+                .join(&hex[..2])
+                .join(&hex[2..4])
+                .join(hex)
+        })
+    }
+
+    /// Opens a stored blob for reading; `None` if it does not exist.
+    pub async fn open_blob(&self, key: &str) -> Result<Option<(File, u64)>, StoreError> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        match File::open(&path).await {
+            Ok(file) => {
+                let len = file.metadata().await?.len();
+                Ok(Some((file, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a whole blob into memory (for the extractor, which caps sizes itself).
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        match fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl BlobWriter {
+    /// Appends bytes.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// The lowercase hex sha256 of the bytes written so far.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the blob durable and moves it to its content address. If a blob with the same
+    /// content exists already, the temporary file is simply dropped.
+    pub async fn finish(mut self) -> Result<StoredBlob, StoreError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let sha256 = hex::encode(self.hasher.finalize_reset());
+        let key = BlobStore::key_for(&sha256);
+        let store = BlobStore {
+            root: self.root.clone(),
+        };
+        let path = store.path(&key).expect("a fresh sha256 key is valid");
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::rename(&self.temp, &path).await?;
+        if let Some(parent) = path.parent()
+            && let Ok(dir) = File::open(parent).await
+        {
+            // Persist the rename itself.
+            let _ = dir.sync_all().await;
+        }
+        Ok(StoredBlob {
+            key,
+            sha256,
+            size: self.size,
+        })
+    }
+
+    /// Abandons the upload and deletes the temporary file.
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.temp).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_by_content_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let mut w = store.writer().await.unwrap();
+        w.write(b"hello ").await.unwrap();
+        w.write(b"world").await.unwrap();
+        let blob = w.finish().await.unwrap();
+        assert_eq!(
+            blob.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(blob.size, 11);
+        assert_eq!(
+            store.read(&blob.key).await.unwrap().unwrap(),
+            b"hello world"
+        );
+        assert!(
+            store
+                .read("sha256/../../etc/passwd")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let w = store.writer().await.unwrap();
+        w.discard().await;
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Commands on a crate aggregate: load its state, decide, append with optimistic concurrency,
+//! and wait until the projector has made the result visible.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use depot_eventlog::{AppendError, Expected};
+use depot_events::{CrateState, Envelope, Event};
+
+use crate::{ApiError, AppState};
+
+/// Attempts before giving up on a crate that keeps changing under us.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What a command's decision function may return.
+#[derive(Debug)]
+pub(crate) enum Decision<T> {
+    /// Append this event, then return `T`.
+    Append(Event, T),
+    /// Nothing to append; return `T`.
+    Done(T),
+}
+
+/// The result of a command.
+#[derive(Debug)]
+pub(crate) struct Executed<T> {
+    /// The decision's value.
+    pub(crate) value: T,
+    /// The log sequence of the appended event, if one was appended.
+    pub(crate) appended: Option<u64>,
+}
+
+/// Loads a crate's aggregate: the projected state plus any events the projector has not
+/// applied yet, read from the log. Returns the state and the sequence of its last event.
+pub(crate) async fn load_crate(
+    state: &AppState,
+    canon: &str,
+) -> Result<(CrateState, u64), ApiError> {
+    let (mut crate_state, mut seq) = state.store().crate_state(canon).await?.unwrap_or_default();
+    let subject = depot_events::subject::krate(canon);
+    for stored in state.log().read_subject(&subject, seq).await? {
+        let envelope = Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
+        crate_state.apply(&envelope);
+        seq = stored.seq;
+    }
+    Ok((crate_state, seq))
+}
+
+/// Runs `decide` against the crate's current state and appends the event it asks for, expecting
+/// the crate's last sequence to be unchanged; on a conflict the state is reloaded and `decide`
+/// runs again.
+pub(crate) async fn execute<T>(
+    state: &AppState,
+    canon: &str,
+    actor: &str,
+    mut decide: impl FnMut(&CrateState) -> Result<Decision<T>, ApiError>,
+) -> Result<Executed<T>, ApiError> {
+    let subject = depot_events::subject::krate(canon);
+    for _ in 0..MAX_ATTEMPTS {
+        let (crate_state, seq) = load_crate(state, canon).await?;
+        let (event, value) = match decide(&crate_state)? {
+            Decision::Done(value) => {
+                return Ok(Executed {
+                    value,
+                    appended: None,
+                });
+            }
+            Decision::Append(event, value) => (event, value),
+        };
+        let envelope = Envelope::new(actor, event);
+        let payload = Bytes::from(envelope.encode());
+        match state
+            .log()
+            .append(
+                &subject,
+                Expected::Seq(seq),
+                &envelope.id.to_string(),
+                payload,
+            )
+            .await
+        {
+            Ok(appended) => {
+                return Ok(Executed {
+                    value,
+                    appended: Some(appended.seq),
+                });
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "event log unavailable");
+                return Err(ApiError::unavailable(
+                    "the registry event log is unavailable; try again shortly",
+                ));
+            }
+            Err(other) => return Err(ApiError::internal(other)),
+        }
+    }
+    Err(ApiError::unavailable(
+        "the crate is being changed by many requests at once; try again",
+    ))
+}
+
+/// Waits (bounded by `limit`) until the read models reflect the crate's event `seq`, then drops
+/// the crate's cached index file. Returns whether it got there in time.
+pub(crate) async fn wait_projected(
+    state: &AppState,
+    canon: &str,
+    seq: u64,
+    limit: Duration,
+) -> Result<bool, ApiError> {
+    let deadline = Instant::now() + limit;
+    let mut waiter = state.inner.changes.subscribe();
+    loop {
+        let projected = state
+            .store()
+            .crate_state(canon)
+            .await?
+            .is_some_and(|(_, last)| last >= seq);
+        if projected {
+            state.inner.cache.invalidate(canon);
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        waiter
+            .changed(canon, (deadline - now).min(Duration::from_millis(250)))
+            .await;
+    }
+}

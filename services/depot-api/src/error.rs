@@ -1,0 +1,112 @@
+//! The one error type of the HTTP edge, rendered in cargo's format
+//! `{"errors":[{"detail":"…"}]}` with an accurate status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    details: Vec<String>,
+}
+
+impl ApiError {
+    /// An error with one detail message.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            details: vec![detail.into()],
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 403 Forbidden.
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409 Conflict.
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 413 Payload Too Large.
+    pub fn too_large(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    }
+
+    /// 503 Service Unavailable: a backend is down or overloaded; the client may retry.
+    pub fn unavailable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// 500 Internal Server Error; the cause is logged here, once, and not shown to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error; the operator can find the cause in Depot's log",
+        )
+    }
+
+    /// An error with several details (cargo joins them with `, `).
+    pub fn many(status: StatusCode, details: Vec<String>) -> ApiError {
+        ApiError { status, details }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The detail messages.
+    pub fn details(&self) -> &[String] {
+        &self.details
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let errors: Vec<_> = self
+            .details
+            .iter()
+            .map(|detail| json!({ "detail": detail }))
+            .collect();
+        (self.status, Json(json!({ "errors": errors }))).into_response()
+    }
+}
+
+impl From<depot_store::StoreError> for ApiError {
+    fn from(error: depot_store::StoreError) -> ApiError {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::unavailable("the registry database is unavailable; try again shortly")
+        } else {
+            ApiError::internal(error)
+        }
+    }
+}
+
+impl From<depot_eventlog::LogError> for ApiError {
+    fn from(error: depot_eventlog::LogError) -> ApiError {
+        match error {
+            depot_eventlog::LogError::Unavailable(reason) => {
+                tracing::warn!(%reason, "event log unavailable");
+                ApiError::unavailable("the registry event log is unavailable; try again shortly")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Settings: every role reads the same ones, from flags or `DEPOT_*` environment variables.
+//! This is the only place the environment is read; the roles get typed structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use depot_cratefile::{PublishLimits, TarballLimits};
+
+/// Settings shared by all subcommands.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Settings {
+    /// Address the HTTP api listens on.
+    #[arg(
+        long,
+        env = "DEPOT_LISTEN",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// URL cargo reaches Depot at (used in config.json). Defaults to http://<listen address>.
+    #[arg(long, env = "DEPOT_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// NATS server URL(s) of the JetStream event log (comma-separated for a cluster).
+    #[arg(long, env = "DEPOT_NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream name of the event log.
+    #[arg(
+        long,
+        env = "DEPOT_NATS_STREAM",
+        default_value = "DEPOT",
+        global = true
+    )]
+    pub nats_stream: String,
+
+    /// Subject prefix of the event log and notifications.
+    #[arg(
+        long,
+        env = "DEPOT_NATS_PREFIX",
+        default_value = "depot",
+        global = true
+    )]
+    pub nats_prefix: String,
+
+    /// Replicas of the stream when Depot creates it (3 in a production cluster).
+    #[arg(long, env = "DEPOT_NATS_REPLICAS", default_value_t = 1, global = true)]
+    pub nats_replicas: usize,
+
+    /// PostgreSQL URL of the read models.
+    #[arg(long, env = "DEPOT_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory of the blob store (the uploaded .crate files).
+    #[arg(
+        long,
+        env = "DEPOT_BLOB_DIR",
+        default_value = "depot-data/blobs",
+        global = true
+    )]
+    pub blob_dir: PathBuf,
+
+    /// Largest .crate accepted, in bytes (suffixes K, M, G, KiB, MiB, GiB allowed; max 3 GiB).
+    #[arg(long, env = "DEPOT_MAX_CRATE_SIZE", default_value = "10MiB", value_parser = parse_size, global = true)]
+    pub max_crate_size: u64,
+
+    /// Largest publish metadata JSON accepted, in bytes (suffixes allowed).
+    #[arg(long, env = "DEPOT_MAX_JSON_SIZE", default_value = "1MiB", value_parser = parse_size, global = true)]
+    pub max_json_size: u64,
+
+    /// Other registries dependencies may come from (index URLs, comma-separated).
+    #[arg(
+        long,
+        env = "DEPOT_ALLOWED_REGISTRIES",
+        value_delimiter = ',',
+        default_value = "https://github.com/rust-lang/crates.io-index,sparse+https://index.crates.io/",
+        global = true
+    )]
+    pub allowed_registries: Vec<String>,
+
+    /// Seconds a publish waits for its version to be visible in the index before answering.
+    #[arg(
+        long,
+        env = "DEPOT_PUBLISH_WAIT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub publish_wait_secs: u64,
+
+    /// Most keywords per crate.
+    #[arg(long, env = "DEPOT_MAX_KEYWORDS", default_value_t = 5, global = true)]
+    pub max_keywords: usize,
+
+    /// Most features per crate.
+    #[arg(long, env = "DEPOT_MAX_FEATURES", default_value_t = 300, global = true)]
+    pub max_features: usize,
+
+    /// Most dependencies per crate.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_DEPENDENCIES",
+        default_value_t = 500,
+        global = true
+    )]
+    pub max_dependencies: usize,
+
+    /// Longest description, in bytes.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_DESCRIPTION_BYTES",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_description_bytes: usize,
+
+    /// Largest unpacked size of a .crate, in bytes (suffixes allowed).
+    #[arg(long, env = "DEPOT_MAX_UNPACKED_SIZE", default_value = "512MiB", value_parser = parse_size, global = true)]
+    pub max_unpacked_size: u64,
+}
+
+/// The most a crate may weigh, whatever is configured.
+const MAX_CRATE_SIZE_LIMIT: u64 = 3 * 1024 * 1024 * 1024;
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (examples: 1048576, 10MiB, 3G)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+impl Settings {
+    /// The public URL without a trailing slash.
+    pub(crate) fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The NATS URL, or an error naming the setting.
+    pub(crate) fn require_nats_url(&self) -> anyhow::Result<&str> {
+        self.nats_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no event log configured: set DEPOT_NATS_URL (or --nats-url)")
+        })
+    }
+
+    /// The database URL, or an error naming the setting.
+    pub(crate) fn require_database_url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no database configured: set DEPOT_DATABASE_URL (or --database-url)")
+        })
+    }
+
+    /// Checks values that clap cannot.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        if self.max_crate_size > MAX_CRATE_SIZE_LIMIT {
+            anyhow::bail!(
+                "DEPOT_MAX_CRATE_SIZE is {} bytes; the most Depot supports is 3 GiB",
+                self.max_crate_size
+            );
+        }
+        if self.max_json_size > u64::from(u32::MAX) {
+            anyhow::bail!("DEPOT_MAX_JSON_SIZE must fit in 32 bits");
+        }
+        Ok(())
+    }
+
+    /// The index URLs that mean "this registry".
+    pub(crate) fn own_index_urls(&self, public_url: &str) -> Vec<String> {
+        vec![
+            format!("sparse+{public_url}/index/"),
+            format!("{public_url}/index/"),
+        ]
+    }
+
+    /// Publish metadata limits.
+    pub(crate) fn publish_limits(&self, public_url: &str) -> PublishLimits {
+        PublishLimits {
+            max_keywords: self.max_keywords,
+            max_features: self.max_features,
+            max_dependencies: self.max_dependencies,
+            max_description_bytes: self.max_description_bytes,
+            allowed_registries: self.allowed_registries.clone(),
+            own_index_urls: self.own_index_urls(public_url),
+            ..PublishLimits::default()
+        }
+    }
+
+    /// Archive limits.
+    pub(crate) fn tarball_limits(&self, public_url: &str) -> TarballLimits {
+        TarballLimits {
+            max_unpacked_size: self.max_unpacked_size.max(self.max_crate_size),
+            own_index_urls: self.own_index_urls(public_url),
+            ..TarballLimits::default()
+        }
+    }
+
+    /// How long a publish waits for visibility.
+    pub(crate) fn publish_wait(&self) -> Duration {
+        Duration::from_secs(self.publish_wait_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("3G"), Ok(3 << 30));
+        assert_eq!(parse_size("512 k"), Ok(512 << 10));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+    }
+}

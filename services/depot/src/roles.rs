@@ -1,0 +1,345 @@
+//! Wiring: connects the backends named by the settings and runs the roles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use depot_api::{ApiConfig, AppState};
+use depot_eventlog::{EventLog, Expected, JetStreamConfig, JetStreamLog, Notifier};
+use depot_events::{Envelope, Event, Timestamp, TokenIssued, TokenKind, TokenScope};
+use depot_extractor::{Extractor, ExtractorConfig};
+use depot_projector::{CRATE_CHANGED_TOPIC, LIVE_PROJECTOR, Projector};
+use depot_store::{BlobStore, PgStore};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Roles {
+    api: bool,
+    extractor: bool,
+    projector: bool,
+}
+
+impl Roles {
+    pub(crate) const ALL: Roles = Roles {
+        api: true,
+        extractor: true,
+        projector: true,
+    };
+    pub(crate) const API: Roles = Roles {
+        api: true,
+        extractor: false,
+        projector: false,
+    };
+    pub(crate) const EXTRACTOR: Roles = Roles {
+        api: false,
+        extractor: true,
+        projector: false,
+    };
+    pub(crate) const PROJECTOR: Roles = Roles {
+        api: false,
+        extractor: false,
+        projector: true,
+    };
+}
+
+async fn connect_log(settings: &Settings) -> anyhow::Result<Arc<JetStreamLog>> {
+    let url = settings.require_nats_url()?;
+    let config = JetStreamConfig {
+        url: url.to_owned(),
+        stream: settings.nats_stream.clone(),
+        subject_prefix: settings.nats_prefix.clone(),
+        replicas: settings.nats_replicas,
+        duplicate_window: Duration::from_secs(600),
+    };
+    let log = JetStreamLog::connect(&config)
+        .await
+        .with_context(|| format!("cannot open the event log on NATS at {url}"))?;
+    Ok(Arc::new(log))
+}
+
+async fn connect_store(settings: &Settings, max_connections: u32) -> anyhow::Result<PgStore> {
+    let url = settings.require_database_url()?;
+    let store = PgStore::connect(url, max_connections)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the database migrations")?;
+    Ok(store)
+}
+
+/// Hides the password of a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `depot migrate`.
+pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    connect_store(settings, 1).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// `depot serve|api|extractor|projector`.
+pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
+    let log = connect_log(settings).await?;
+    let notifier: Arc<dyn Notifier> = Arc::new(log.notifier());
+    let log: Arc<dyn EventLog> = log;
+    let needs_db = roles.api || roles.projector;
+    let store = if needs_db {
+        Some(connect_store(settings, 16).await?)
+    } else {
+        None
+    };
+    let needs_blobs = roles.api || roles.extractor;
+    let blobs = if needs_blobs {
+        Some(BlobStore::open(&settings.blob_dir).await.with_context(|| {
+            format!(
+                "cannot open the blob directory {}",
+                settings.blob_dir.display()
+            )
+        })?)
+    } else {
+        None
+    };
+
+    // The listener is bound first: the public URL defaults to its real address.
+    let listener = if roles.api {
+        Some(
+            tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?,
+        )
+    } else {
+        None
+    };
+    let bound = match &listener {
+        Some(l) => l.local_addr()?,
+        None => settings.listen,
+    };
+    let public_url = settings.public_url(bound);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if roles.projector {
+        let projector = Projector::new(
+            log.clone(),
+            store.clone().expect("projector has a store"),
+            Some(notifier.clone()),
+            LIVE_PROJECTOR,
+        );
+        let stop = stopped();
+        tasks.spawn(async move { projector.run(stop).await.context("projector failed") });
+    }
+    if roles.extractor {
+        let extractor = Extractor::new(
+            log.clone(),
+            blobs.clone().expect("extractor has blobs"),
+            ExtractorConfig {
+                tarball_limits: settings.tarball_limits(&public_url),
+                publish_limits: settings.publish_limits(&public_url),
+                max_deliver: 5,
+            },
+        );
+        let stop = stopped();
+        tasks.spawn(async move { extractor.run(stop).await.context("extractor failed") });
+    }
+    if let Some(listener) = listener {
+        let config = ApiConfig {
+            public_url: public_url.clone(),
+            max_crate_size: settings.max_crate_size,
+            max_json_size: u32::try_from(settings.max_json_size).unwrap_or(u32::MAX),
+            publish_limits: settings.publish_limits(&public_url),
+            tarball_limits: settings.tarball_limits(&public_url),
+            publish_wait: settings.publish_wait(),
+            command_wait: Duration::from_secs(10),
+            index_cache_ttl: Duration::from_secs(5),
+        };
+        let state = AppState::new(
+            config,
+            log.clone(),
+            store.clone().expect("api has a store"),
+            blobs.clone().expect("api has blobs"),
+        );
+        let listener_task =
+            depot_api::spawn_change_listener(state.clone(), notifier.clone(), CRATE_CHANGED_TOPIC);
+        let flusher_state = state.clone();
+        let flush_stop = stopped();
+        tasks.spawn(async move {
+            tokio::pin!(flush_stop);
+            loop {
+                tokio::select! {
+                    () = &mut flush_stop => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                if let Err(e) = flusher_state.flush_downloads().await {
+                    tracing::warn!(error = %e, "could not store download counts");
+                }
+            }
+            let _ = flusher_state.flush_downloads().await;
+            Ok(())
+        });
+        let app = depot_api::router(state);
+        let stop = stopped();
+        tracing::info!(%public_url, index = %format!("sparse+{public_url}/index/"), "depot listening on http://{bound}");
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("http server failed");
+            listener_task.abort();
+            served
+        });
+    }
+
+    // Run until a signal, or until a role fails.
+    let outcome = tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        Some(joined) = tasks.join_next() => match joined {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a role panicked: {e}")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Checks a login: 1–39 ASCII letters, digits, `-` or `_`, starting with a letter or digit.
+fn validate_login(login: &str) -> anyhow::Result<()> {
+    let ok = (1..=39).contains(&login.len())
+        && login
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "invalid user `{login}`: use 1 to 39 ASCII letters, digits, `-` or `_`, starting with a letter or digit"
+        )
+    }
+}
+
+/// `depot token create`: appends `token_issued` and prints the secret, alone on its last line.
+pub(crate) async fn create_token(
+    settings: &Settings,
+    user: &str,
+    kind: TokenKind,
+    label: Option<String>,
+    scopes: Vec<TokenScope>,
+    crates: Vec<String>,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
+    validate_login(user)?;
+    let log = connect_log(settings).await?;
+    let secret = depot_auth::generate_secret();
+    let expires_at = expires_in_days.map(|days| {
+        Timestamp::from_unix_millis(
+            Timestamp::now().unix_millis() + i64::from(days) * 24 * 3600 * 1000,
+        )
+    });
+    let token = TokenIssued {
+        token_id: uuid::Uuid::now_v7(),
+        user: user.to_owned(),
+        secret_sha256: depot_auth::hash_secret(&secret),
+        kind,
+        label,
+        scopes,
+        crates,
+        expires_at,
+    };
+    let token_id = token.token_id;
+    let envelope = Envelope::new("depot:admin", Event::TokenIssued(token));
+    log.append(
+        &depot_events::subject::principal(user),
+        Expected::Any,
+        &envelope.id.to_string(),
+        Bytes::from(envelope.encode()),
+    )
+    .await
+    .context("cannot record the token in the event log")?;
+    eprintln_note(&format!(
+        "created token {token_id} for user `{user}`; it is shown only once and works once the projector has applied it:"
+    ));
+    println!("{secret}");
+    Ok(())
+}
+
+#[expect(clippy::print_stderr, reason = "CLI output for humans")]
+fn eprintln_note(text: &str) {
+    eprintln!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn logins() {
+        assert!(validate_login("alice").is_ok());
+        assert!(validate_login("ci-bot_2").is_ok());
+        assert!(validate_login("").is_err());
+        assert!(validate_login("-x").is_err());
+        assert!(validate_login("a.b").is_err());
+    }
+}
