@@ -1,0 +1,7 @@
+//! Integration tests for `depot-cratefile`: one rule per test, asserting the exact message a
+//! cargo user would see.
+
+mod consistency;
+mod fixtures;
+mod publish;
+mod tarball;
