@@ -1,1 +1,15 @@
-//! Test support: real NATS/PostgreSQL fixtures, a Depot on port 0, a real cargo driver.
+//! Test support for Depot: real NATS/PostgreSQL fixtures and a driver for the real cargo.
+//!
+#![doc = include_str!("../README.md")]
+
+mod cargo_command;
+mod cargo_home;
+mod cargo_project;
+mod database;
+mod env;
+
+pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
+pub use cargo_home::CargoHome;
+pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
+pub use database::TestDatabase;
+pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
