@@ -83,6 +83,20 @@ async fn set_yanked(
     Ok(Json(json!({ "ok": true })))
 }
 
+/// `GET /api/v1/me`: who the token belongs to.
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    let display = state
+        .store()
+        .user(&principal.login)
+        .await?
+        .unwrap_or(principal.login);
+    Ok(Json(json!({ "user": { "login": display } })))
+}
+
 /// `GET /api/v1/crates/{name}/owners`.
 pub(crate) async fn list_owners(
     State(state): State<AppState>,

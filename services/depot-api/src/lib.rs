@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
                 .put(crates::add_owners)
                 .delete(crates::remove_owners),
         )
+        .route("/api/v1/me", get(crates::me))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not found") })
         .layer(TraceLayer::new_for_http())

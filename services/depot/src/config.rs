@@ -207,7 +207,7 @@ impl Settings {
     /// Archive limits.
     pub(crate) fn tarball_limits(&self, public_url: &str) -> TarballLimits {
         TarballLimits {
-            max_unpacked_size: self.max_unpacked_size.max(self.max_crate_size),
+            max_unpacked_size: self.max_unpacked_size,
             own_index_urls: self.own_index_urls(public_url),
             ..TarballLimits::default()
         }

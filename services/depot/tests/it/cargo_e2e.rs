@@ -1,0 +1,112 @@
+//! The whole registry driven by the real cargo: publish, depend, build, yank, owners, search.
+
+use depot_testkit::{CargoHome, CargoProject};
+
+use crate::support::TestDepot;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_publish_build_yank_owner_search() {
+    let depot = TestDepot::start().await;
+    let alice = depot.token("alice").await;
+    let bob = depot.token("bob").await;
+    let home = CargoHome::new("depot", &depot.index_url(), Some(&alice));
+
+    // Crate A, then crate B depending on A (renamed, with a feature, as a build dep too).
+    let a = CargoProject::new_lib("acme-core", "0.1.0")
+        .description("Core of acme")
+        .feature("extra", &[])
+        .lib_rs("pub fn answer() -> u32 { 42 }\n");
+    home.publish(&a).await.assert_success();
+    let (status, body) = depot.index_file("acme-core").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#""name":"acme-core","vers":"0.1.0""#),
+        "{body}"
+    );
+
+    let b = CargoProject::new_lib("Acme_Http", "1.0.0")
+        .description("HTTP for acme")
+        .dep("acme-core", "0.1")
+        .lib_rs("pub fn answer() -> u32 { acme_core::answer() + 1 }\n");
+    home.publish(&b).await.assert_success();
+    let (status, body) = depot.index_file("acme_http").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""deps":[{"name":"acme-core","req":"^0.1","features":[],"optional":false,"default_features":true,"target":null,"kind":"normal"}]"#),
+        "{body}"
+    );
+
+    // A consumer resolves and builds both from Depot.
+    let consumer = CargoProject::new_bin("consumer", "0.1.0")
+        .dep("Acme_Http", "1")
+        .main_rs("fn main() { assert_eq!(Acme_Http::answer(), 43); }\n");
+    home.build(&consumer).await.assert_success();
+    let lock = consumer.lockfile().expect("Cargo.lock");
+    assert!(lock.contains("name = \"acme-core\""), "{lock}");
+    assert!(lock.contains("name = \"Acme_Http\""), "{lock}");
+
+    // A second publish of the same version fails with Depot's message (cargo's own pre-check
+    // is skipped for yanked versions, so test the server: yank first).
+    home.yank("acme-core", "0.1.0").await.assert_success();
+    let (_, body) = depot.index_file("acme-core").await;
+    assert!(body.contains(r#""yanked":true"#), "{body}");
+    let again = CargoProject::new_lib("acme-core", "0.1.0")
+        .description("Core of acme, different bytes")
+        .lib_rs("pub fn answer() -> u32 { 41 }\n");
+    home.publish(&again)
+        .await
+        .assert_failure_contains("crate version `0.1.0` is already uploaded");
+    home.unyank("acme-core", "0.1.0").await.assert_success();
+    let (_, body) = depot.index_file("acme-core").await;
+    assert!(body.contains(r#""yanked":false"#), "{body}");
+    // Unyanked, cargo's own check catches it first.
+    home.publish(&a)
+        .await
+        .assert_failure_contains("already exists on `depot` index");
+
+    // Owners.
+    home.owner_list("acme-core")
+        .await
+        .assert_success()
+        .assert_stdout_contains("alice");
+    home.owner_add("acme-core", &["bob"]).await.assert_success();
+    let list = home.owner_list("acme-core").await;
+    list.assert_success();
+    assert!(
+        list.stdout.contains("alice") && list.stdout.contains("bob"),
+        "{}",
+        list.stdout
+    );
+    // Bob can now publish a new version; a stranger cannot.
+    let bob_home = CargoHome::new("depot", &depot.index_url(), Some(&bob));
+    let a2 = CargoProject::new_lib("acme-core", "0.2.0").description("Core of acme");
+    bob_home.publish(&a2).await.assert_success();
+    home.owner_remove("acme-core", &["bob"])
+        .await
+        .assert_success();
+    let list = home.owner_list("acme-core").await;
+    assert!(!list.stdout.contains("bob"), "{}", list.stdout);
+    let a3 = CargoProject::new_lib("acme-core", "0.3.0").description("Core of acme");
+    bob_home
+        .publish(&a3)
+        .await
+        .assert_failure_contains("you don't seem to be an owner");
+    home.owner_add("acme-core", &["nobody-here"])
+        .await
+        .assert_failure_contains("could not find user with login `nobody-here`");
+
+    // Search.
+    let found = home.search("acme").await;
+    found.assert_success();
+    assert!(
+        found.stdout.contains("acme-core = \"0.2.0\""),
+        "{}",
+        found.stdout
+    );
+    assert!(
+        found.stdout.contains("Acme_Http = \"1.0.0\""),
+        "{}",
+        found.stdout
+    );
+    assert!(found.stdout.contains("# Core of acme"), "{}", found.stdout);
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `depot` binary on the real stack: NATS JetStream (a pinned
+//! nats-server ≥ 2.11, `DEPOT_TEST_NATS_URL`), PostgreSQL (`DEPOT_TEST_DATABASE_URL`) and the
+//! real `cargo`.
+
+mod cargo_e2e;
+mod race;
+mod support;
+mod validation;

@@ -1,0 +1,296 @@
+//! A Depot started as a real `depot serve` process on a fresh database and a private stream.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog};
+use depot_store::PgStore;
+use depot_testkit::TestDatabase;
+
+/// A running Depot.
+pub(crate) struct TestDepot {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    /// The database of its read models.
+    _db: TestDatabase,
+    env: Vec<(String, String)>,
+    output: Arc<Mutex<String>>,
+    _data: tempfile::TempDir,
+    log: JetStreamLog,
+    store: PgStore,
+    /// An HTTP client.
+    pub(crate) http: reqwest::Client,
+}
+
+impl TestDepot {
+    /// Starts `depot serve` with default settings.
+    pub(crate) async fn start() -> TestDepot {
+        TestDepot::start_with(&[]).await
+    }
+
+    /// Starts `depot serve` with extra `DEPOT_*` settings.
+    pub(crate) async fn start_with(extra: &[(&str, &str)]) -> TestDepot {
+        let db = TestDatabase::new().await;
+        let data = tempfile::tempdir().expect("temp dir");
+        let prefix = depot_testkit::unique_prefix();
+        let mut env: Vec<(String, String)> = vec![
+            ("DEPOT_NATS_URL".into(), depot_testkit::nats_url()),
+            ("DEPOT_NATS_STREAM".into(), prefix.to_ascii_uppercase()),
+            ("DEPOT_NATS_PREFIX".into(), prefix.clone()),
+            ("DEPOT_DATABASE_URL".into(), db.url().to_owned()),
+            (
+                "DEPOT_BLOB_DIR".into(),
+                data.path().join("blobs").display().to_string(),
+            ),
+            ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        for (k, v) in extra {
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let mut child = depot_command(&env)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start depot serve");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut addr_tx = Some(addr_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("depot listening on ").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(url);
+                }
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        let url = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "depot serve did not start; its output:\n{}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        let log = JetStreamLog::connect(&JetStreamConfig {
+            stream: prefix.to_ascii_uppercase(),
+            subject_prefix: prefix,
+            ..JetStreamConfig::new(depot_testkit::nats_url())
+        })
+        .await
+        .expect("connect to the test event log");
+        let store = PgStore::connect(db.url(), 2)
+            .await
+            .expect("connect to the test db");
+        TestDepot {
+            child,
+            url,
+            _db: db,
+            env,
+            output,
+            _data: data,
+            log,
+            store,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The sparse index URL for cargo.
+    pub(crate) fn index_url(&self) -> String {
+        format!("sparse+{}/index/", self.url)
+    }
+
+    /// Creates a token for `user` with `depot token create` and waits until it works.
+    pub(crate) async fn token(&self, user: &str) -> String {
+        self.token_with(user, &[]).await
+    }
+
+    /// Like [`TestDepot::token`], with extra arguments (`--scope`, `--crate`, …).
+    pub(crate) async fn token_with(&self, user: &str, args: &[&str]) -> String {
+        let out = depot_command(&self.env)
+            .args(["token", "create", "--user", user])
+            .args(args)
+            .output()
+            .expect("run depot token create");
+        assert!(
+            out.status.success(),
+            "depot token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let token = stdout.lines().last().expect("token line").trim().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let res = self
+                .http
+                .get(format!("{}/api/v1/me", self.url))
+                .header("Authorization", &token)
+                .send()
+                .await
+                .unwrap();
+            if res.status().is_success() {
+                return token;
+            }
+            assert!(Instant::now() < deadline, "token never became usable");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last sequence of the event log.
+    pub(crate) async fn log_head(&self) -> u64 {
+        self.log.head().await.expect("log head")
+    }
+
+    /// Every index file: (canonical name, body, etag).
+    pub(crate) async fn index_snapshot(&self) -> Vec<(String, Vec<u8>, String)> {
+        self.store
+            .all_index_files()
+            .await
+            .expect("index files")
+            .into_iter()
+            .map(|(canon, row)| (canon, row.body, row.etag))
+            .collect()
+    }
+
+    /// GETs an index file by crate name: (status, body).
+    pub(crate) async fn index_file(&self, name: &str) -> (u16, String) {
+        let res = self
+            .http
+            .get(format!("{}/index/{}", self.url, depot_index_path(name)))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    /// PUTs a raw publish body.
+    pub(crate) async fn publish_raw(&self, token: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .put(format!("{}/api/v1/crates/new", self.url))
+            .header("Authorization", token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("publish answered non-JSON ({status}): {text}"));
+        (status, json)
+    }
+}
+
+impl Drop for TestDepot {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- depot serve output ---\n{}",
+                self.output.lock().unwrap()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn depot_command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_depot"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DEPOT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// The sparse path of a crate (cargo's rules, lowercased).
+pub(crate) fn depot_index_path(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    match name.len() {
+        1 => format!("1/{name}"),
+        2 => format!("2/{name}"),
+        3 => format!("3/{}/{name}", &name[..1]),
+        _ => format!("{}/{}/{name}", &name[..2], &name[2..4]),
+    }
+}
+
+/// The details of a cargo-format error body.
+pub(crate) fn details(json: &serde_json::Value) -> String {
+    json["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["detail"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+/// A publish request body: metadata JSON plus `.crate` bytes, framed as cargo frames them.
+pub(crate) fn publish_body(metadata: &serde_json::Value, krate: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(metadata).unwrap();
+    let mut body = Vec::with_capacity(8 + json.len() + krate.len());
+    body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    body.extend_from_slice(&json);
+    body.extend_from_slice(&(krate.len() as u32).to_le_bytes());
+    body.extend_from_slice(krate);
+    body
+}
+
+/// Publish metadata as cargo sends it, for a crate without dependencies.
+pub(crate) fn metadata(name: &str, vers: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name, "vers": vers, "deps": [], "features": {}, "authors": [],
+        "description": "test crate", "documentation": null, "homepage": null,
+        "readme": null, "readme_file": null, "keywords": [], "categories": [],
+        "license": "MIT", "license_file": null, "repository": null, "badges": {},
+        "links": null, "rust_version": null
+    })
+}
+
+/// A minimal valid `.crate` for `name`/`vers` (with `extra` appended to `src/lib.rs` so
+/// different calls can produce different bytes).
+pub(crate) fn crate_bytes(name: &str, vers: &str, extra: &str) -> Vec<u8> {
+    crate_with_manifest(name, vers, &manifest(name, vers, ""), extra)
+}
+
+/// A normalised-looking `Cargo.toml`.
+pub(crate) fn manifest(name: &str, vers: &str, rest: &str) -> String {
+    format!(
+        "[package]\nedition = \"2021\"\nname = \"{name}\"\nversion = \"{vers}\"\n\
+         description = \"test crate\"\nlicense = \"MIT\"\n{rest}"
+    )
+}
+
+/// A `.crate` with the given manifest.
+pub(crate) fn crate_with_manifest(name: &str, vers: &str, manifest: &str, extra: &str) -> Vec<u8> {
+    let root = format!("{name}-{vers}");
+    depot_cratefile::TarballBuilder::new()
+        .add_file(&format!("{root}/Cargo.toml"), manifest.as_bytes())
+        .add_file(
+            &format!("{root}/src/lib.rs"),
+            format!("// {extra}\n").as_bytes(),
+        )
+        .build()
+}
