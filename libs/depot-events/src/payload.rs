@@ -11,6 +11,10 @@ use crate::Timestamp;
 
 /// Every kind of event in the log.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are handled one at a time; boxing would only complicate every match"
+)]
 pub enum Event {
     /// The api stored an upload and asks for it to be checked (`version_uploaded`).
     VersionUploaded(VersionUploaded),

@@ -177,6 +177,29 @@ impl PgStore {
             .collect()
     }
 
+    /// Every projected row, one JSON text per row, in a stable order: for comparing two sets of
+    /// read models (replay checks, tests). Excludes the checkpoint and download counts.
+    pub async fn dump_read_models(&self) -> Result<Vec<String>, StoreError> {
+        const TABLES: [(&str, &str); 5] = [
+            ("crates", "canon"),
+            ("versions", "canon, upload_seq"),
+            ("index_files", "canon"),
+            ("users", "login"),
+            ("tokens", "token_id"),
+        ];
+        let mut rows = Vec::new();
+        for (table, order) in TABLES {
+            let sql = format!(
+                "SELECT '{table} ' || row_to_json(t)::text FROM {table} t ORDER BY {order}"
+            );
+            let texts: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.extend(texts);
+        }
+        Ok(rows)
+    }
+
     /// The outcome of the latest upload of `vers` with checksum `cksum`.
     pub async fn upload_outcome(
         &self,

@@ -16,7 +16,7 @@ const MAX_ATTEMPTS: usize = 8;
 #[derive(Debug)]
 pub(crate) enum Decision<T> {
     /// Append this event, then return `T`.
-    Append(Event, T),
+    Append(Box<Event>, T),
     /// Nothing to append; return `T`.
     Done(T),
 }
@@ -67,7 +67,7 @@ pub(crate) async fn execute<T>(
             }
             Decision::Append(event, value) => (event, value),
         };
-        let envelope = Envelope::new(actor, event);
+        let envelope = Envelope::new(actor, *event);
         let payload = Bytes::from(envelope.encode());
         match state
             .log()

@@ -67,14 +67,12 @@ async fn set_yanked(
             vers: vers.clone(),
             message: None,
         };
-        Ok(Decision::Append(
-            if yanked {
-                Event::VersionYanked(toggle)
-            } else {
-                Event::VersionUnyanked(toggle)
-            },
-            (),
-        ))
+        let event = if yanked {
+            Event::VersionYanked(toggle)
+        } else {
+            Event::VersionUnyanked(toggle)
+        };
+        Ok(Decision::Append(Box::new(event), ()))
     })
     .await?;
     if let Some(seq) = executed.appended {
@@ -202,14 +200,12 @@ async fn change_owners(
             return Ok(Decision::Done(()));
         }
         let change = OwnersChanged { owners: changing };
-        Ok(Decision::Append(
-            if add {
-                Event::OwnersAdded(change)
-            } else {
-                Event::OwnersRemoved(change)
-            },
-            (),
-        ))
+        let event = if add {
+            Event::OwnersAdded(change)
+        } else {
+            Event::OwnersRemoved(change)
+        };
+        Ok(Decision::Append(Box::new(event), ()))
     })
     .await?;
     if let Some(seq) = executed.appended {

@@ -127,7 +127,7 @@ pub(crate) async fn publish(
         check_permission(krate, &principal, &name)?;
         match krate.check_publish(&name, &vers, &cksum) {
             Ok(PublishCheck::Append { .. }) => Ok(Decision::Append(
-                Event::VersionUploaded(upload.clone()),
+                Box::new(Event::VersionUploaded(upload.clone())),
                 Published::Appended,
             )),
             Ok(PublishCheck::AlreadyAccepted) => Ok(Decision::Done(Published::AlreadyAccepted)),

@@ -161,7 +161,11 @@ impl Projector {
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
         let mut last = checkpoint;
         let mut applied = 0;
-        for stored in events.iter().filter(|e| e.seq > checkpoint) {
+        for stored in events {
+            // Already applied (redelivery, or a duplicate inside the batch).
+            if stored.seq <= last {
+                continue;
+            }
             let envelope = Envelope::decode(&stored.payload).map_err(|e| {
                 anyhow::Error::new(UnreadableEvent(format!("event {}: {e}", stored.seq)))
             })?;

@@ -84,29 +84,26 @@ enum Scope {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     depot_telemetry::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            #[expect(
-                clippy::print_stderr,
-                reason = "the one place fatal errors are reported"
-            )]
-            {
-                eprintln!("error: {e:#}");
-            }
+            report_fatal(&e);
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "the one place fatal errors are reported"
+)]
+fn report_fatal(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -199,6 +199,10 @@ impl TestDepot {
 }
 
 impl Drop for TestDepot {
+    #[expect(
+        clippy::print_stderr,
+        reason = "shows the server's log when a test fails"
+    )]
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(

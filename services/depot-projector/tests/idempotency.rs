@@ -1,0 +1,217 @@
+//! The projector against a real PostgreSQL: the same events delivered once, one by one, twice,
+//! or duplicated inside a batch leave identical rows and index files.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog, StoredEvent};
+use depot_events::{
+    Envelope, Event, ExtractedMetadata, OwnersChanged, RejectionReason, Timestamp, TokenIssued,
+    TokenKind, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+};
+use depot_index::{FeatureMap, IndexEntry};
+use depot_projector::Projector;
+use depot_store::PgStore;
+use depot_testkit::TestDatabase;
+
+fn at(i: u64) -> Timestamp {
+    Timestamp::from_unix_millis(1_764_000_000_000 + i as i64 * 1_500)
+}
+
+struct Log {
+    events: Vec<StoredEvent>,
+}
+
+impl Log {
+    fn push(&mut self, subject: &str, event: Event) {
+        let seq = self.events.len() as u64 + 1;
+        let envelope = Envelope {
+            id: uuid::Uuid::from_u128(seq as u128),
+            schema: 1,
+            at: at(seq),
+            actor: "alice".into(),
+            event,
+        };
+        self.events.push(StoredEvent {
+            seq,
+            subject: subject.to_owned(),
+            msg_id: Some(envelope.id.to_string()),
+            payload: Bytes::from(envelope.encode()),
+        });
+    }
+
+    fn upload(&mut self, name: &str, vers: &str, cksum: &str) {
+        let canon = depot_index::canonical_name(name);
+        self.push(
+            &format!("crate.{canon}"),
+            Event::VersionUploaded(VersionUploaded {
+                name: name.into(),
+                vers: vers.into(),
+                cksum: cksum.into(),
+                size: 100,
+                blob: format!("sha256/{cksum}"),
+                metadata: serde_json::json!({"name": name, "vers": vers}),
+                uploader: "alice".into(),
+                token_id: None,
+            }),
+        );
+    }
+
+    fn accept(&mut self, name: &str, vers: &str, cksum: &str, features: FeatureMap) {
+        let canon = depot_index::canonical_name(name);
+        let entry = IndexEntry::new(
+            name.into(),
+            vers.into(),
+            vec![],
+            cksum.into(),
+            features,
+            None,
+            Some("1.70".into()),
+            Some(at(1).to_pubtime()),
+        );
+        self.push(
+            &format!("crate.{canon}"),
+            Event::VersionAccepted(VersionAccepted {
+                vers: vers.into(),
+                cksum: cksum.into(),
+                entry,
+                metadata: ExtractedMetadata {
+                    description: Some(format!("{name} {vers}")),
+                    keywords: vec!["kw".into()],
+                    ..ExtractedMetadata::default()
+                },
+            }),
+        );
+    }
+}
+
+/// A varied history: tokens, two crates, a rejection and a re-upload, yanks, owners, and a
+/// duplicate outcome appended later by a redelivered extraction.
+fn history() -> Vec<StoredEvent> {
+    let mut log = Log { events: vec![] };
+    for user in ["alice", "Bob"] {
+        log.push(
+            &format!("principal.{}", user.to_ascii_lowercase()),
+            Event::TokenIssued(TokenIssued {
+                token_id: uuid::Uuid::from_u128(1000 + user.len() as u128),
+                user: user.into(),
+                secret_sha256: format!("{user}-hash"),
+                kind: TokenKind::Personal,
+                label: None,
+                scopes: vec![],
+                crates: vec![],
+                expires_at: None,
+            }),
+        );
+    }
+    log.upload("foo", "1.0.0", "aa");
+    log.accept("foo", "1.0.0", "aa", FeatureMap::new());
+    log.upload("foo", "1.1.0", "bb");
+    log.push(
+        "crate.foo",
+        Event::VersionRejected(VersionRejected {
+            vers: "1.1.0".into(),
+            cksum: "bb".into(),
+            reasons: vec![RejectionReason {
+                code: "invalid_path".into(),
+                detail: "invalid path found: x".into(),
+            }],
+        }),
+    );
+    log.upload("foo", "1.1.0", "cc");
+    let mut features = FeatureMap::new();
+    features.insert("serde".into(), vec!["dep:serde".into()]);
+    log.accept("foo", "1.1.0", "cc", features);
+    log.accept("foo", "1.1.0", "cc", FeatureMap::new()); // duplicate outcome: ignored
+    let toggle = |vers: &str| VersionYankToggled {
+        vers: vers.into(),
+        message: None,
+    };
+    log.push("crate.foo", Event::VersionYanked(toggle("1.0.0")));
+    log.push(
+        "crate.foo",
+        Event::OwnersAdded(OwnersChanged {
+            owners: vec!["bob".into()],
+        }),
+    );
+    log.push("crate.foo", Event::VersionUnyanked(toggle("1.0.0")));
+    log.push("crate.foo", Event::VersionYanked(toggle("1.0.0")));
+    log.upload("Bar_Baz", "0.1.0", "dd");
+    log.accept("Bar_Baz", "0.1.0", "dd", FeatureMap::new());
+    log.upload("Bar_Baz", "0.2.0", "ee"); // still pending
+    log.events
+}
+
+async fn projector(db: &TestDatabase) -> (Projector, PgStore) {
+    let store = PgStore::connect(db.url(), 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let prefix = depot_testkit::unique_prefix();
+    // The log is not read by `apply`; any log will do.
+    let log: Arc<dyn EventLog> = Arc::new(
+        JetStreamLog::connect(&JetStreamConfig {
+            stream: prefix.to_ascii_uppercase(),
+            subject_prefix: prefix,
+            ..JetStreamConfig::new(depot_testkit::nats_url())
+        })
+        .await
+        .unwrap(),
+    );
+    (Projector::new(log, store.clone(), None, "test"), store)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivery_and_batching_leave_identical_read_models() {
+    let events = history();
+
+    // A: everything in one batch.
+    let db_a = TestDatabase::new().await;
+    let (proj_a, store_a) = projector(&db_a).await;
+    let outcome = proj_a.apply(&events).await.unwrap();
+    assert_eq!(outcome.checkpoint, events.len() as u64);
+    assert_eq!(outcome.crates, vec!["bar_baz".to_owned(), "foo".to_owned()]);
+    let dump_a = store_a.dump_read_models().await.unwrap();
+
+    // Applying the same events again changes nothing.
+    let again = proj_a.apply(&events).await.unwrap();
+    assert_eq!(again.applied, 0);
+    assert_eq!(store_a.dump_read_models().await.unwrap(), dump_a);
+
+    // B: one event per batch, each delivered twice.
+    let db_b = TestDatabase::new().await;
+    let (proj_b, store_b) = projector(&db_b).await;
+    for event in &events {
+        proj_b.apply(std::slice::from_ref(event)).await.unwrap();
+        let twice = proj_b.apply(std::slice::from_ref(event)).await.unwrap();
+        assert_eq!(twice.applied, 0);
+    }
+    assert_eq!(store_b.dump_read_models().await.unwrap(), dump_a);
+
+    // C: every event duplicated inside uneven batches.
+    let db_c = TestDatabase::new().await;
+    let (proj_c, store_c) = projector(&db_c).await;
+    let doubled: Vec<StoredEvent> = events.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
+    for chunk in doubled.chunks(5) {
+        proj_c.apply(chunk).await.unwrap();
+    }
+    assert_eq!(store_c.dump_read_models().await.unwrap(), dump_a);
+
+    // And the result is what the history says.
+    let foo = store_a.index_file("foo").await.unwrap().unwrap();
+    let body = String::from_utf8(foo.body).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 2, "{body}");
+    assert!(lines[0].contains(r#""vers":"1.0.0""#) && lines[0].contains(r#""yanked":true"#));
+    assert!(
+        lines[1].contains(r#""vers":"1.1.0""#)
+            && lines[1].contains(r#""features2":{"serde":["dep:serde"]}"#)
+    );
+    assert!(lines[1].contains(r#""v":2"#), "{body}");
+    let bar = store_a.index_file("bar_baz").await.unwrap().unwrap();
+    assert_eq!(bar.name, "Bar_Baz");
+    assert_eq!(String::from_utf8(bar.body).unwrap().lines().count(), 1);
+    let (state, seq) = store_a.crate_state("foo").await.unwrap().unwrap();
+    assert_eq!(state.owners, vec!["alice", "bob"]);
+    assert_eq!(seq, 13);
+    assert!(store_a.token_by_hash("Bob-hash").await.unwrap().is_some());
+    assert_eq!(store_a.user("BOB").await.unwrap().as_deref(), Some("Bob"));
+}
