@@ -1,1 +1,31 @@
-//! The event log: the EventLog trait and its NATS JetStream implementation.
+//! The event log: Depot's only source of truth.
+//!
+//! This crate defines the backend-neutral [`EventLog`] API and its NATS JetStream
+//! implementation, [`JetStreamLog`]:
+//!
+//! - [`EventLog::append`] appends one event to an aggregate subject (e.g. `crate.serde`) with
+//!   optimistic concurrency per subject ([`Expected`]) and an idempotency key (message id).
+//! - [`EventLog::read_subject`] / [`EventLog::last_seq`] load one aggregate.
+//! - [`EventLog::read_from`] replays the whole log in order and then follows it (projector).
+//! - [`EventLog::work_queue`] opens a durable competing consumer with acks and redelivery
+//!   (extractor).
+//! - [`Notifier`] carries best-effort cross-process notifications (cache invalidation).
+//!
+//! Sequences are positions in the whole log: they start at 1 and increase by one per stored
+//! event. The embedded SQLite log will implement the same traits; the shared `conformance`
+//! suite (cargo feature `conformance`) pins the semantics both must have.
+
+mod error;
+mod event_log;
+mod jetstream;
+mod names;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{AppendError, BoxError, LogError};
+pub use event_log::{
+    Appended, Delivery, DeliveryAcker, EventLog, EventStream, Expected, Notifier, StoredEvent,
+    WorkQueue, WorkQueueConfig,
+};
+pub use jetstream::{ConnectError, JetStreamConfig, JetStreamLog, NatsNotifier};
