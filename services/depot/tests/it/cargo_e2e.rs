@@ -110,3 +110,44 @@ async fn cargo_publish_build_yank_owner_search() {
     );
     assert!(found.stdout.contains("# Core of acme"), "{}", found.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_publishes_a_large_incompressible_crate() {
+    // Over 1 MiB, cargo sends `Expect: 100-continue`; the body is streamed to the blob store.
+    let depot = TestDepot::start().await;
+    let token = depot.token("alice").await;
+    let home = CargoHome::new("depot", &depot.index_url(), Some(&token));
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..3_000_000)
+        .map(|_| {
+            // xorshift: bytes gzip cannot shrink much.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'!' + (state % 90) as u8)
+        })
+        .collect();
+    let big = CargoProject::new_lib("bigdata", "1.0.0")
+        .description("Large")
+        .file("data/noise.txt", &noise);
+    home.publish(&big).await.assert_success();
+    let downloaded = depot
+        .http
+        .get(format!(
+            "{}/api/v1/crates/bigdata/1.0.0/download",
+            depot.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        downloaded.len() > 1_500_000,
+        "the .crate is only {} bytes",
+        downloaded.len()
+    );
+    let consumer = CargoProject::new_bin("bigconsumer", "0.1.0").dep("bigdata", "1");
+    home.build(&consumer).await.assert_success();
+}

@@ -4,5 +4,6 @@
 
 mod cargo_e2e;
 mod race;
+mod read_side;
 mod support;
 mod validation;

@@ -1,0 +1,211 @@
+//! The read side over HTTP: config.json, index files with ETag/304, path rules, downloads.
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{TestDepot, crate_bytes, metadata, publish_body};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_files_etags_paths_and_downloads() {
+    let depot = TestDepot::start().await;
+    let alice = depot.token("alice").await;
+    let http = &depot.http;
+
+    let config: serde_json::Value = http
+        .get(format!("{}/index/config.json", depot.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["dl"], format!("{}/api/v1/crates", depot.url));
+    assert_eq!(config["api"], depot.url);
+
+    let krate = crate_bytes("My_Crate", "0.2.0+build.5", "");
+    let (status, json) = depot
+        .publish_raw(
+            &alice,
+            publish_body(&metadata("My_Crate", "0.2.0+build.5"), &krate),
+        )
+        .await;
+    assert_eq!(status, 200, "{json}");
+
+    // The file lives at the lowercased path only.
+    let url = format!("{}/index/my/_c/my_crate", depot.url);
+    let res = http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong etag: {etag}"
+    );
+    assert!(res.headers().contains_key("last-modified"));
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    let body = res.text().await.unwrap();
+    let line: serde_json::Value = serde_json::from_str(body.trim_end()).unwrap();
+    assert_eq!(line["name"], "My_Crate");
+    assert_eq!(line["vers"], "0.2.0+build.5");
+    assert_eq!(line["cksum"], hex::encode(Sha256::digest(&krate)));
+    let pubtime = line["pubtime"].as_str().unwrap();
+    assert_eq!(pubtime.len(), 20, "{pubtime}");
+    assert!(pubtime.ends_with('Z'));
+
+    let res = http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+    let res = http
+        .get(&url)
+        .header("If-None-Match", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    for wrong in [
+        "My/_C/My_Crate",
+        "my/_c/my-crate",
+        "my/cr/my_crate",
+        "3/m/my_crate",
+    ] {
+        let res = http
+            .get(format!("{}/index/{wrong}", depot.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{wrong}");
+    }
+    let res = http
+        .get(format!("{}/index/no/ne/nonexistent", depot.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let missing: serde_json::Value = res.json().await.unwrap();
+    assert!(missing["errors"][0]["detail"].is_string());
+
+    // Yank changes the bytes and the ETag.
+    let res = http
+        .delete(format!(
+            "{}/api/v1/crates/My_Crate/0.2.0+build.5/yank",
+            depot.url
+        ))
+        .header("Authorization", format!("Bearer {alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), r#"{"ok":true}"#);
+    let res = http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a yank must change the etag");
+    assert!(res.text().await.unwrap().contains(r#""yanked":true"#));
+
+    // Downloads stream the exact bytes; `+` may arrive literally or percent-encoded.
+    for vers in ["0.2.0+build.5", "0.2.0%2Bbuild.5"] {
+        let res = http
+            .get(format!(
+                "{}/api/v1/crates/My_Crate/{vers}/download",
+                depot.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{vers}");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), krate.as_slice());
+    }
+    let res = http
+        .get(format!(
+            "{}/api/v1/crates/My_Crate/9.9.9/download",
+            depot.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // Search answers in cargo's shape.
+    let found: serde_json::Value = http
+        .get(format!(
+            "{}/api/v1/crates?q=my%2Dcrate&per_page=5",
+            depot.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["meta"]["total"], 1, "{found}");
+    assert_eq!(found["crates"][0]["name"], "My_Crate");
+    assert_eq!(found["crates"][0]["max_version"], "0.2.0+build.5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_fails_fast_with_a_clear_message() {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_depot"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("DEPOT_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.arg("serve")
+            .env("DEPOT_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied());
+        let started = Instant::now();
+        let out = cmd.output().expect("run depot");
+        (out, started.elapsed())
+    };
+    let nats = depot_testkit::nats_url();
+
+    let (out, took) = run(&[
+        ("DEPOT_NATS_URL", "nats://127.0.0.1:1"),
+        (
+            "DEPOT_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        stderr.contains("cannot open the event log on NATS at nats://127.0.0.1:1"),
+        "{stderr}"
+    );
+
+    let (out, took) = run(&[
+        ("DEPOT_NATS_URL", &nats),
+        (
+            "DEPOT_DATABASE_URL",
+            "postgres://postgres:secret@127.0.0.1:1/depot",
+        ),
+        ("DEPOT_NATS_STREAM", "T_STARTUP_CHECK"),
+        ("DEPOT_NATS_PREFIX", "t_startup_check"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        stderr
+            .contains("cannot connect to PostgreSQL at postgres://postgres:***@127.0.0.1:1/depot"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+
+    let (out, _) = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("DEPOT_NATS_URL"), "{stderr}");
+}
