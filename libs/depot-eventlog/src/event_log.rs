@@ -51,8 +51,8 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<StoredEvent, LogError>> 
 
 /// An append-only, totally ordered event log with per-subject optimistic concurrency.
 ///
-/// Implementations: [`JetStreamLog`](crate::JetStreamLog) (production) and, later, the
-/// embedded SQLite log. Both must pass the shared `conformance` suite.
+/// Implementations: [`JetStreamLog`](crate::JetStreamLog) (production) and
+/// [`SqliteLog`](crate::SqliteLog) (embedded). Both pass the shared `conformance` suite.
 #[async_trait]
 pub trait EventLog: Send + Sync + fmt::Debug {
     /// Appends one event to `subject`.
@@ -116,6 +116,43 @@ pub struct WorkQueueConfig {
     /// (the last entry repeats). May be empty. Must be shorter than `max_deliver` when
     /// `max_deliver` is set.
     pub backoff: Vec<Duration>,
+}
+
+impl WorkQueueConfig {
+    /// Checks the config for the queue `name`: `backoff` must be shorter than a set
+    /// `max_deliver`, and `ack_wait` positive when there is no backoff.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), LogError> {
+        if self.max_deliver > 0 && self.backoff.len() >= self.max_deliver as usize {
+            return Err(LogError::Invalid(format!(
+                "work queue {name}: backoff has {} entries, it must be shorter than max_deliver {}",
+                self.backoff.len(),
+                self.max_deliver
+            )));
+        }
+        if self.ack_wait.is_zero() && self.backoff.is_empty() {
+            return Err(LogError::Invalid(format!(
+                "work queue {name}: ack_wait must be positive"
+            )));
+        }
+        if self.backoff.iter().any(Duration::is_zero) {
+            return Err(LogError::Invalid(format!(
+                "work queue {name}: backoff entries must be positive"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ack wait of delivery `attempt` (1-based): `backoff[attempt - 1]` (the last entry
+    /// repeating) if there is a backoff, else `ack_wait`.
+    pub(crate) fn ack_wait_of(&self, attempt: u64) -> Duration {
+        match self.backoff.last() {
+            None => self.ack_wait,
+            Some(last) => {
+                let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+                self.backoff.get(index).copied().unwrap_or(*last)
+            }
+        }
+    }
 }
 
 impl Default for WorkQueueConfig {

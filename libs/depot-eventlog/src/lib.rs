@@ -1,7 +1,8 @@
 //! The event log: Depot's only source of truth.
 //!
-//! This crate defines the backend-neutral [`EventLog`] API and its NATS JetStream
-//! implementation, [`JetStreamLog`]:
+//! This crate defines the backend-neutral [`EventLog`] API and its two implementations:
+//! [`JetStreamLog`] on NATS JetStream (production) and [`SqliteLog`] on one SQLite file
+//! (the embedded zero-setup mode, with [`LocalNotifier`] for in-process notifications):
 //!
 //! - [`EventLog::append`] appends one event to an aggregate subject (e.g. `crate.serde`) with
 //!   optimistic concurrency per subject ([`Expected`]) and an idempotency key (message id).
@@ -12,13 +13,15 @@
 //! - [`Notifier`] carries best-effort cross-process notifications (cache invalidation).
 //!
 //! Sequences are positions in the whole log: they start at 1 and increase by one per stored
-//! event. The embedded SQLite log will implement the same traits; the shared `conformance`
-//! suite (cargo feature `conformance`) pins the semantics both must have.
+//! event. The shared `conformance` suite (cargo feature `conformance`) pins the semantics
+//! both implementations have.
 
 mod error;
 mod event_log;
 mod jetstream;
+mod local_notifier;
 mod names;
+mod sqlite;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -29,3 +32,5 @@ pub use event_log::{
     WorkQueue, WorkQueueConfig,
 };
 pub use jetstream::{ConnectError, JetStreamConfig, JetStreamLog, NatsNotifier};
+pub use local_notifier::LocalNotifier;
+pub use sqlite::{OpenError, SqliteLog};

@@ -64,18 +64,7 @@ impl JetStreamWorkQueue {
         config: WorkQueueConfig,
     ) -> Result<Self, LogError> {
         validate_name("work queue name", name).map_err(LogError::Invalid)?;
-        if config.max_deliver > 0 && config.backoff.len() >= config.max_deliver as usize {
-            return Err(LogError::Invalid(format!(
-                "work queue {name}: backoff has {} entries, it must be shorter than max_deliver {}",
-                config.backoff.len(),
-                config.max_deliver
-            )));
-        }
-        if config.ack_wait.is_zero() && config.backoff.is_empty() {
-            return Err(LogError::Invalid(format!(
-                "work queue {name}: ack_wait must be positive"
-            )));
-        }
+        config.validate(name)?;
         let wanted = pull::Config {
             durable_name: Some(name.to_owned()),
             description: Some("Depot work queue".to_owned()),
