@@ -101,6 +101,62 @@ impl BlobStore {
         }
     }
 
+    /// The sha256 (lowercase hex) of a stored blob, read in chunks; `None` if it is missing.
+    pub async fn sha256_of(&self, key: &str) -> Result<Option<String>, StoreError> {
+        use tokio::io::AsyncReadExt as _;
+        let Some((mut file, _)) = self.open_blob(key).await? else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+
+    /// Every stored blob: its key, size and modification time.
+    pub async fn list(&self) -> Result<Vec<(String, u64, std::time::SystemTime)>, StoreError> {
+        let mut blobs = Vec::new();
+        let mut dirs = vec![self.root.join("sha256")];
+        while let Some(dir) = dirs.pop() {
+            let mut entries = match fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let meta = entry.metadata().await?;
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if let Some(name) = entry.file_name().to_str() {
+                    let key = BlobStore::key_for(name);
+                    if self.path(&key).is_some() {
+                        blobs.push((key, meta.len(), meta.modified()?));
+                    }
+                }
+            }
+        }
+        blobs.sort();
+        Ok(blobs)
+    }
+
+    /// Deletes a stored blob (for garbage collection of unreferenced blobs).
+    pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(path) = self.path(key) {
+            match fs::remove_file(path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a whole blob into memory (for the extractor, which caps sizes itself).
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(path) = self.path(key) else {

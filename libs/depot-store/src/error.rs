@@ -15,6 +15,9 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store was configured or used wrongly.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {

@@ -1,20 +1,22 @@
 //! Where Depot keeps bytes and rows: the content-addressed blob store for `.crate` files, and the
-//! SQL read models the projector folds the event log into.
+//! SQL read models the projector folds the event log into, on PostgreSQL or SQLite.
 //!
-//! This is the only crate that knows SQL. The api reads through [`PgStore`]; the projector writes
+//! This is the only crate that knows SQL. The api reads through [`Store`]; the projector writes
 //! through [`ProjectionTx`], one transaction per batch of events together with its checkpoint.
+//! Read models are kept in generations: a replay folds the log into a new generation while the
+//! active one keeps serving, then switches in one transaction.
 
 mod blob;
+mod db;
 mod error;
-mod pg;
 mod projection;
+mod store;
 
 pub use blob::{BlobStore, BlobWriter, StoredBlob};
+pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
-pub use pg::{
-    CrateVersions, IndexFileRow, PgStore, SearchHit, TokenRow, UploadOutcome, VersionSummary,
+pub use projection::{ProjectionTx, Target};
+pub use store::{
+    CrateVersions, Generation, IndexFileRow, SearchHit, Store, StoredVersion, TokenRow,
+    UploadOutcome, VersionSummary,
 };
-pub use projection::ProjectionTx;
-
-/// The PostgreSQL migrations, embedded at build time.
-pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

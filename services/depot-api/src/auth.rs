@@ -2,8 +2,7 @@
 
 use axum::http::{HeaderMap, header};
 use depot_auth::TokenGrant;
-use depot_events::TokenScope;
-use time::OffsetDateTime;
+use depot_events::{Timestamp, TokenScope};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
@@ -61,7 +60,7 @@ pub(crate) async fn authenticate(
     }
     if token
         .expires_at
-        .is_some_and(|expiry| expiry <= OffsetDateTime::now_utc())
+        .is_some_and(|expiry| expiry <= Timestamp::now())
     {
         return Err(ApiError::forbidden(
             "authentication failed: the token has expired",
@@ -69,7 +68,7 @@ pub(crate) async fn authenticate(
     }
     Ok(Principal {
         login: token.login,
-        token_id: token.token_id,
+        token_id: Uuid::parse_str(&token.token_id).map_err(ApiError::internal)?,
         grant: TokenGrant {
             scopes: token.scopes,
             crates: token.crates,

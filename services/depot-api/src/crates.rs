@@ -257,7 +257,7 @@ pub(crate) async fn download(
 ) -> Result<Response, ApiError> {
     let canon = depot_index::canonical_name(&name);
     let not_found = || ApiError::not_found(format!("crate `{name}` has no version `{vers}`"));
-    let Some((blob, _cksum)) = state.store().download_target(&canon, &vers).await? else {
+    let Some(blob) = state.store().download_target(&canon, &vers).await? else {
         return Err(not_found());
     };
     let Some((file, len)) = state.inner.blobs.open_blob(&blob).await? else {
@@ -300,7 +300,7 @@ impl DownloadCounter {
 
     pub(crate) async fn flush(
         &self,
-        store: &depot_store::PgStore,
+        store: &depot_store::Store,
     ) -> Result<(), depot_store::StoreError> {
         let batch: Vec<(String, String, u64)> = {
             let mut counts = self.counts.lock().expect("download counter lock");

@@ -91,7 +91,8 @@ pub(crate) async fn load(
     let loaded = Instant::now();
     let row = state.store().index_file(canon).await?;
     let file = row.map(|row| {
-        let modified = SystemTime::from(row.last_modified);
+        let modified = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(row.last_modified.unix_millis()).unwrap_or(0));
         Arc::new(CachedFile {
             lowercase_name: row.name.to_ascii_lowercase(),
             body: Bytes::from(row.body),

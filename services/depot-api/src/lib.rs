@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, put};
 use depot_cratefile::{PublishLimits, TarballLimits};
 use depot_eventlog::EventLog;
-use depot_store::{BlobStore, PgStore};
+use depot_store::{BlobStore, Store};
 use tower_http::trace::TraceLayer;
 
 pub use changes::spawn_change_listener;
@@ -66,7 +66,7 @@ pub struct AppState {
 struct Inner {
     config: ApiConfig,
     log: Arc<dyn EventLog>,
-    store: PgStore,
+    store: Store,
     blobs: BlobStore,
     cache: index::IndexCache,
     changes: changes::ChangeHub,
@@ -78,7 +78,7 @@ impl AppState {
     pub fn new(
         config: ApiConfig,
         log: Arc<dyn EventLog>,
-        store: PgStore,
+        store: Store,
         blobs: BlobStore,
     ) -> AppState {
         let cache = index::IndexCache::new(config.index_cache_ttl);
@@ -99,7 +99,7 @@ impl AppState {
         &self.inner.config
     }
 
-    fn store(&self) -> &PgStore {
+    fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -109,9 +109,14 @@ impl AppState {
 
     /// Tells the api that a crate's read models changed (drops its cached index file and wakes
     /// requests waiting on it). Called for every change notification.
+    /// `*` stands for every crate (sent after a replay switched generations).
     pub fn crate_changed(&self, canon: &str) {
-        self.inner.cache.invalidate(canon);
-        self.inner.changes.publish(canon);
+        if canon == "*" {
+            self.forget_cache();
+        } else {
+            self.inner.cache.invalidate(canon);
+            self.inner.changes.publish(canon);
+        }
     }
 
     /// Drops every cached index file (after a lost connection to the notifier).

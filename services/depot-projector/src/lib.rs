@@ -13,14 +13,11 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use depot_eventlog::{EventLog, Notifier, StoredEvent};
 use depot_events::{CrateState, Envelope, Event, Timestamp};
-use depot_store::{PgStore, ProjectionTx};
+use depot_store::{ProjectionTx, Store, Target};
 use futures::StreamExt as _;
 
 /// The notifier topic on which changed crates (canonical names) are announced.
 pub const CRATE_CHANGED_TOPIC: &str = "crate-changed";
-
-/// The checkpoint name of the live read models.
-pub const LIVE_PROJECTOR: &str = "read-models";
 
 /// Most events folded in one transaction.
 const MAX_BATCH: usize = 500;
@@ -29,9 +26,9 @@ const MAX_BATCH: usize = 500;
 #[derive(Debug, Clone)]
 pub struct Projector {
     log: Arc<dyn EventLog>,
-    store: PgStore,
+    store: Store,
     notifier: Option<Arc<dyn Notifier>>,
-    name: String,
+    target: Target,
 }
 
 /// What one batch changed.
@@ -43,22 +40,35 @@ pub struct BatchOutcome {
     pub applied: usize,
     /// Canonical names of the crates whose rows changed.
     pub crates: Vec<String>,
+    /// Whether the batch did not continue from the checkpoint (events are missing before it, as
+    /// after a generation switch): the caller must read again from the checkpoint.
+    pub gap: bool,
 }
 
 impl Projector {
-    /// A projector writing to `store` under checkpoint `name`.
+    /// A projector folding `log` into `target` (the active generation for the live
+    /// projector, a given one for a replay).
     pub fn new(
         log: Arc<dyn EventLog>,
-        store: PgStore,
+        store: Store,
         notifier: Option<Arc<dyn Notifier>>,
-        name: impl Into<String>,
+        target: Target,
     ) -> Projector {
         Projector {
             log,
             store,
             notifier,
-            name: name.into(),
+            target,
         }
+    }
+
+    /// The checkpoint of the generation this projector writes.
+    pub async fn checkpoint(&self) -> anyhow::Result<u64> {
+        let generation = match self.target {
+            Target::Active => self.store.active_generation().await?,
+            Target::Generation(number) => number,
+        };
+        Ok(self.store.checkpoint(generation).await?)
     }
 
     /// Follows the log until `shutdown` resolves. Transient failures of the log or the database
@@ -81,12 +91,22 @@ impl Projector {
         }
     }
 
-    /// Applies every event currently in the log, then returns (for replays and tests).
+    /// Applies every event currently in the log, then returns the checkpoint.
     pub async fn catch_up(&self) -> anyhow::Result<u64> {
+        self.catch_up_to(u64::MAX, |_| {}).await
+    }
+
+    /// Applies the events up to `until` (or up to the current head, if lower), reporting the
+    /// checkpoint after each batch; returns the final checkpoint.
+    pub async fn catch_up_to(
+        &self,
+        until: u64,
+        mut progress: impl FnMut(u64),
+    ) -> anyhow::Result<u64> {
         loop {
-            let head = self.log.head().await?;
-            let checkpoint = self.store.checkpoint(&self.name).await?;
-            if checkpoint >= head {
+            let target = self.log.head().await?.min(until);
+            let checkpoint = self.checkpoint().await?;
+            if checkpoint >= target {
                 return Ok(checkpoint);
             }
             let mut stream = self
@@ -95,10 +115,12 @@ impl Projector {
                 .await?
                 .ready_chunks(MAX_BATCH);
             while let Some(chunk) = stream.next().await {
-                let events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+                let mut events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+                events.retain(|e| e.seq <= target);
                 let outcome = self.apply(&events).await?;
                 self.announce(&outcome).await;
-                if outcome.checkpoint >= head {
+                progress(outcome.checkpoint);
+                if outcome.gap || outcome.checkpoint >= target {
                     break;
                 }
             }
@@ -107,8 +129,7 @@ impl Projector {
 
     async fn follow(&self) -> Result<(), FollowError> {
         let checkpoint = self
-            .store
-            .checkpoint(&self.name)
+            .checkpoint()
             .await
             .context("reading the projector checkpoint")
             .map_err(FollowError::Transient)?;
@@ -133,6 +154,10 @@ impl Projector {
                 }
             })?;
             self.announce(&outcome).await;
+            if outcome.gap {
+                // The generation changed under us: read again from its checkpoint.
+                return Ok(());
+            }
         }
         Err(FollowError::Transient(anyhow::anyhow!(
             "the event stream ended"
@@ -156,15 +181,21 @@ impl Projector {
     /// Folds a batch of events (in log order) in one transaction. Events at or below the
     /// checkpoint are skipped, so applying the same events twice changes nothing.
     pub async fn apply(&self, events: &[StoredEvent]) -> anyhow::Result<BatchOutcome> {
-        let mut tx = ProjectionTx::begin(&self.store, &self.name).await?;
+        let mut tx = ProjectionTx::begin(&self.store, self.target).await?;
         let checkpoint = tx.checkpoint();
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
         let mut last = checkpoint;
         let mut applied = 0;
+        let mut gap = false;
         for stored in events {
             // Already applied (redelivery, or a duplicate inside the batch).
             if stored.seq <= last {
                 continue;
+            }
+            // Sequences are gap-free: a jump means events before this one are missing here.
+            if stored.seq != last + 1 {
+                gap = true;
+                break;
             }
             let envelope = Envelope::decode(&stored.payload).map_err(|e| {
                 anyhow::Error::new(UnreadableEvent(format!("event {}: {e}", stored.seq)))
@@ -212,6 +243,7 @@ impl Projector {
             checkpoint: last,
             applied,
             crates: crates.into_keys().collect(),
+            gap,
         })
     }
 }

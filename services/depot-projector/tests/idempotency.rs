@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog, StoredEvent};
+use depot_eventlog::{EventLog, SqliteLog, StoredEvent};
 use depot_events::{
     Envelope, Event, ExtractedMetadata, OwnersChanged, RejectionReason, Timestamp, TokenIssued,
     TokenKind, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
 };
 use depot_index::{FeatureMap, IndexEntry};
 use depot_projector::Projector;
-use depot_store::PgStore;
+use depot_store::{Store, Target};
 use depot_testkit::TestDatabase;
 
 fn at(i: u64) -> Timestamp {
@@ -142,62 +142,104 @@ fn history() -> Vec<StoredEvent> {
     log.events
 }
 
-async fn projector(db: &TestDatabase) -> (Projector, PgStore) {
-    let store = PgStore::connect(db.url(), 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let prefix = depot_testkit::unique_prefix();
-    // The log is not read by `apply`; any log will do.
+/// Where a scenario's read models live.
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh store on `backend`, with what keeps it alive.
+async fn fresh_store(backend: &Backend) -> (Store, Box<dyn std::any::Any>) {
+    match backend {
+        Backend::Postgres => {
+            let db = TestDatabase::new().await;
+            let store = Store::connect(db.url(), 2).await.unwrap();
+            (store, Box::new(db))
+        }
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_sqlite(&dir.path().join("read-models.sqlite"))
+                .await
+                .unwrap();
+            (store, Box::new(dir))
+        }
+    }
+}
+
+async fn projector(backend: &Backend) -> (Projector, Store, Box<dyn std::any::Any>) {
+    let (store, guard) = fresh_store(backend).await;
+    // `apply` does not read the log; an empty embedded one will do.
+    let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(
-        JetStreamLog::connect(&JetStreamConfig {
-            stream: prefix.to_ascii_uppercase(),
-            subject_prefix: prefix,
-            ..JetStreamConfig::new(depot_testkit::nats_url())
-        })
-        .await
-        .unwrap(),
+        SqliteLog::open(&dir.path().join("events.sqlite"))
+            .await
+            .unwrap(),
     );
-    (Projector::new(log, store.clone(), None, "test"), store)
+    (
+        Projector::new(log, store.clone(), None, Target::Active),
+        store,
+        Box::new((guard, dir)),
+    )
+}
+
+async fn dump(store: &Store) -> Vec<String> {
+    let generation = store.active_generation().await.unwrap();
+    store.dump(generation).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redelivery_and_batching_leave_identical_read_models() {
+async fn redelivery_and_batching_leave_identical_read_models_postgres() {
+    redelivery_and_batching(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivery_and_batching_leave_identical_read_models_sqlite() {
+    redelivery_and_batching(Backend::Sqlite).await;
+}
+
+async fn redelivery_and_batching(backend: Backend) {
     let events = history();
 
     // A: everything in one batch.
-    let db_a = TestDatabase::new().await;
-    let (proj_a, store_a) = projector(&db_a).await;
+    let (proj_a, store_a, _a) = projector(&backend).await;
     let outcome = proj_a.apply(&events).await.unwrap();
     assert_eq!(outcome.checkpoint, events.len() as u64);
     assert_eq!(outcome.crates, vec!["bar_baz".to_owned(), "foo".to_owned()]);
-    let dump_a = store_a.dump_read_models().await.unwrap();
+    let dump_a = dump(&store_a).await;
+    assert!(dump_a.len() > 10, "{dump_a:?}");
 
     // Applying the same events again changes nothing.
     let again = proj_a.apply(&events).await.unwrap();
     assert_eq!(again.applied, 0);
-    assert_eq!(store_a.dump_read_models().await.unwrap(), dump_a);
+    assert_eq!(dump(&store_a).await, dump_a);
 
     // B: one event per batch, each delivered twice.
-    let db_b = TestDatabase::new().await;
-    let (proj_b, store_b) = projector(&db_b).await;
+    let (proj_b, store_b, _b) = projector(&backend).await;
     for event in &events {
         proj_b.apply(std::slice::from_ref(event)).await.unwrap();
         let twice = proj_b.apply(std::slice::from_ref(event)).await.unwrap();
         assert_eq!(twice.applied, 0);
     }
-    assert_eq!(store_b.dump_read_models().await.unwrap(), dump_a);
+    assert_eq!(dump(&store_b).await, dump_a);
 
     // C: every event duplicated inside uneven batches.
-    let db_c = TestDatabase::new().await;
-    let (proj_c, store_c) = projector(&db_c).await;
+    let (proj_c, store_c, _c) = projector(&backend).await;
     let doubled: Vec<StoredEvent> = events.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
     for chunk in doubled.chunks(5) {
         proj_c.apply(chunk).await.unwrap();
     }
-    assert_eq!(store_c.dump_read_models().await.unwrap(), dump_a);
+    assert_eq!(dump(&store_c).await, dump_a);
+
+    // A batch that skips events is not applied past the gap.
+    let (proj_d, store_d, _d) = projector(&backend).await;
+    let outcome = proj_d.apply(&events[2..]).await.unwrap();
+    assert!(outcome.gap);
+    assert_eq!(outcome.applied, 0);
+    assert_eq!(store_d.checkpoint(1).await.unwrap(), 0);
 
     // And the result is what the history says.
-    let foo = store_a.index_file("foo").await.unwrap().unwrap();
-    let body = String::from_utf8(foo.body).unwrap();
+    let foo_file = store_a.index_file("foo").await.unwrap().unwrap();
+    let body = String::from_utf8(foo_file.body).unwrap();
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 2, "{body}");
     assert!(lines[0].contains(r#""vers":"1.0.0""#) && lines[0].contains(r#""yanked":true"#));
@@ -214,4 +256,7 @@ async fn redelivery_and_batching_leave_identical_read_models() {
     assert_eq!(seq, 13);
     assert!(store_a.token_by_hash("Bob-hash").await.unwrap().is_some());
     assert_eq!(store_a.user("BOB").await.unwrap().as_deref(), Some("Bob"));
+    let (hits, total) = store_a.search("BAR-b", 10).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(hits[0].name, "Bar_Baz");
 }

@@ -24,7 +24,18 @@ pub(crate) struct Settings {
     #[arg(long, env = "DEPOT_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
-    /// NATS server URL(s) of the JetStream event log (comma-separated for a cluster).
+    /// Directory of the embedded backends (event log, read models, blobs) when no NATS or
+    /// database URL is given.
+    #[arg(
+        long,
+        env = "DEPOT_DATA_DIR",
+        default_value = "depot-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// NATS server URL(s) of the JetStream event log (comma-separated for a cluster). Without
+    /// it, the event log is embedded: SQLite in the data directory.
     #[arg(long, env = "DEPOT_NATS_URL", global = true)]
     pub nats_url: Option<String>,
 
@@ -50,18 +61,15 @@ pub(crate) struct Settings {
     #[arg(long, env = "DEPOT_NATS_REPLICAS", default_value_t = 1, global = true)]
     pub nats_replicas: usize,
 
-    /// PostgreSQL URL of the read models.
+    /// Database of the read models: `postgres://…` or `sqlite://PATH`. Without it, SQLite in
+    /// the data directory.
     #[arg(long, env = "DEPOT_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// Directory of the blob store (the uploaded .crate files).
-    #[arg(
-        long,
-        env = "DEPOT_BLOB_DIR",
-        default_value = "depot-data/blobs",
-        global = true
-    )]
-    pub blob_dir: PathBuf,
+    /// Directory of the blob store (the uploaded .crate files). Default: `blobs` in the data
+    /// directory.
+    #[arg(long, env = "DEPOT_BLOB_DIR", global = true)]
+    pub blob_dir: Option<PathBuf>,
 
     /// Largest .crate accepted, in bytes (suffixes K, M, G, KiB, MiB, GiB allowed; max 3 GiB).
     #[arg(long, env = "DEPOT_MAX_CRATE_SIZE", default_value = "10MiB", value_parser = parse_size, global = true)]
@@ -155,18 +163,26 @@ impl Settings {
             .to_owned()
     }
 
-    /// The NATS URL, or an error naming the setting.
-    pub(crate) fn require_nats_url(&self) -> anyhow::Result<&str> {
-        self.nats_url.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("no event log configured: set DEPOT_NATS_URL (or --nats-url)")
+    /// The embedded event log's file.
+    pub(crate) fn embedded_log_path(&self) -> PathBuf {
+        self.data_dir.join("events.sqlite")
+    }
+
+    /// The database URL of the read models.
+    pub(crate) fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("read-models.sqlite").display()
+            )
         })
     }
 
-    /// The database URL, or an error naming the setting.
-    pub(crate) fn require_database_url(&self) -> anyhow::Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("no database configured: set DEPOT_DATABASE_URL (or --database-url)")
-        })
+    /// The blob directory.
+    pub(crate) fn blob_dir(&self) -> PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
     /// Checks values that clap cannot.

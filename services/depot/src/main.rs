@@ -2,6 +2,7 @@
 //! `depot api|extractor|projector` run one role each so they can be scaled apart; `depot
 //! migrate` and `depot token` are administration commands.
 
+mod admin;
 mod config;
 mod roles;
 
@@ -32,6 +33,26 @@ enum Command {
     Projector,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Rebuild every read model from the event log into a new generation, then switch to it
+    /// (the registry keeps serving meanwhile). With --until, render the index as it was after
+    /// that event instead, without switching.
+    Replay {
+        /// Stop after this event sequence: the index as of that point in the log.
+        #[arg(long)]
+        until: Option<u64>,
+        /// Also write the resulting index files (sparse layout) into this directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Compare the live read models with a fresh replay, and every index line with its stored
+    /// .crate; list orphan blobs. Exits non-zero on any mismatch.
+    Verify,
+    /// Delete stored blobs that no upload refers to.
+    Gc {
+        /// Keep orphans younger than this many seconds (they may belong to an upload in flight).
+        #[arg(long, default_value_t = 3600)]
+        min_age_secs: u64,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -115,6 +136,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extractor => roles::serve(&settings, roles::Roles::EXTRACTOR).await,
         Command::Projector => roles::serve(&settings, roles::Roles::PROJECTOR).await,
         Command::Migrate => roles::migrate(&settings).await,
+        Command::Replay { until, out } => admin::replay(&settings, until, out.as_deref()).await,
+        Command::Verify => {
+            if admin::verify(&settings).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("verification failed")
+            }
+        }
+        Command::Gc { min_age_secs } => {
+            admin::gc(&settings, std::time::Duration::from_secs(min_age_secs)).await
+        }
         Command::Token { command } => match command {
             TokenCommand::Create {
                 user,

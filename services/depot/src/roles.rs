@@ -6,11 +6,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use depot_api::{ApiConfig, AppState};
-use depot_eventlog::{EventLog, Expected, JetStreamConfig, JetStreamLog, Notifier};
+use depot_eventlog::{
+    EventLog, Expected, JetStreamConfig, JetStreamLog, LocalNotifier, Notifier, SqliteLog,
+};
 use depot_events::{Envelope, Event, Timestamp, TokenIssued, TokenKind, TokenScope};
 use depot_extractor::{Extractor, ExtractorConfig};
-use depot_projector::{CRATE_CHANGED_TOPIC, LIVE_PROJECTOR, Projector};
-use depot_store::{BlobStore, PgStore};
+use depot_projector::{CRATE_CHANGED_TOPIC, Projector};
+use depot_store::{BlobStore, Store, Target};
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -46,31 +48,56 @@ impl Roles {
     };
 }
 
-async fn connect_log(settings: &Settings) -> anyhow::Result<Arc<JetStreamLog>> {
-    let url = settings.require_nats_url()?;
-    let config = JetStreamConfig {
-        url: url.to_owned(),
-        stream: settings.nats_stream.clone(),
-        subject_prefix: settings.nats_prefix.clone(),
-        replicas: settings.nats_replicas,
-        duplicate_window: Duration::from_secs(600),
-    };
-    let log = JetStreamLog::connect(&config)
-        .await
-        .with_context(|| format!("cannot open the event log on NATS at {url}"))?;
-    Ok(Arc::new(log))
+/// The event log and the notifier that goes with it.
+pub(crate) struct LogBackend {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) notifier: Arc<dyn Notifier>,
 }
 
-async fn connect_store(settings: &Settings, max_connections: u32) -> anyhow::Result<PgStore> {
-    let url = settings.require_database_url()?;
-    let store = PgStore::connect(url, max_connections)
+/// Opens the event log: JetStream when `DEPOT_NATS_URL` is set, else the embedded SQLite log in
+/// the data directory.
+pub(crate) async fn open_log(settings: &Settings) -> anyhow::Result<LogBackend> {
+    if let Some(url) = settings.nats_url.as_deref() {
+        let config = JetStreamConfig {
+            url: url.to_owned(),
+            stream: settings.nats_stream.clone(),
+            subject_prefix: settings.nats_prefix.clone(),
+            replicas: settings.nats_replicas,
+            duplicate_window: Duration::from_secs(600),
+        };
+        let log = JetStreamLog::connect(&config)
+            .await
+            .with_context(|| format!("cannot open the event log on NATS at {url}"))?;
+        let notifier = Arc::new(log.notifier());
+        return Ok(LogBackend {
+            log: Arc::new(log),
+            notifier,
+        });
+    }
+    let path = settings.embedded_log_path();
+    let log = SqliteLog::open(&path)
         .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
-    store
-        .migrate()
+        .with_context(|| format!("cannot open the embedded event log {}", path.display()))?;
+    Ok(LogBackend {
+        log: Arc::new(log),
+        notifier: Arc::new(LocalNotifier::new()),
+    })
+}
+
+/// Opens the read models (and applies migrations).
+pub(crate) async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<Store> {
+    let url = settings.database_url();
+    Store::connect(&url, max_connections)
         .await
-        .context("cannot apply the database migrations")?;
-    Ok(store)
+        .with_context(|| format!("cannot open the read models at {}", redact(&url)))
+}
+
+/// Opens the blob store.
+pub(crate) async fn open_blobs(settings: &Settings) -> anyhow::Result<BlobStore> {
+    let dir = settings.blob_dir();
+    BlobStore::open(&dir)
+        .await
+        .with_context(|| format!("cannot open the blob directory {}", dir.display()))
 }
 
 /// Hides the password of a URL for messages.
@@ -89,30 +116,21 @@ fn redact(url: &str) -> String {
 
 /// `depot migrate`.
 pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    connect_store(settings, 1).await?;
+    open_store(settings, 1).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
 /// `depot serve|api|extractor|projector`.
 pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
-    let log = connect_log(settings).await?;
-    let notifier: Arc<dyn Notifier> = Arc::new(log.notifier());
-    let log: Arc<dyn EventLog> = log;
-    let needs_db = roles.api || roles.projector;
-    let store = if needs_db {
-        Some(connect_store(settings, 16).await?)
+    let LogBackend { log, notifier } = open_log(settings).await?;
+    let store = if roles.api || roles.projector {
+        Some(open_store(settings, 16).await?)
     } else {
         None
     };
-    let needs_blobs = roles.api || roles.extractor;
-    let blobs = if needs_blobs {
-        Some(BlobStore::open(&settings.blob_dir).await.with_context(|| {
-            format!(
-                "cannot open the blob directory {}",
-                settings.blob_dir.display()
-            )
-        })?)
+    let blobs = if roles.api || roles.extractor {
+        Some(open_blobs(settings).await?)
     } else {
         None
     };
@@ -132,6 +150,9 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
         None => settings.listen,
     };
     let public_url = settings.public_url(bound);
+    if roles.api && roles.projector && roles.extractor {
+        welcome_first_user(log.as_ref(), &public_url).await?;
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -147,7 +168,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             log.clone(),
             store.clone().expect("projector has a store"),
             Some(notifier.clone()),
-            LIVE_PROJECTOR,
+            Target::Active,
         );
         let stop = stopped();
         tasks.spawn(async move { projector.run(stop).await.context("projector failed") });
@@ -271,18 +292,17 @@ fn validate_login(login: &str) -> anyhow::Result<()> {
     }
 }
 
-/// `depot token create`: appends `token_issued` and prints the secret, alone on its last line.
-pub(crate) async fn create_token(
-    settings: &Settings,
+/// Appends `token_issued` for a new random secret and returns the secret and the token id.
+async fn issue_token(
+    log: &dyn EventLog,
     user: &str,
     kind: TokenKind,
     label: Option<String>,
     scopes: Vec<TokenScope>,
     crates: Vec<String>,
     expires_in_days: Option<u32>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(String, uuid::Uuid)> {
     validate_login(user)?;
-    let log = connect_log(settings).await?;
     let secret = depot_auth::generate_secret();
     let expires_at = expires_in_days.map(|days| {
         Timestamp::from_unix_millis(
@@ -309,10 +329,62 @@ pub(crate) async fn create_token(
     )
     .await
     .context("cannot record the token in the event log")?;
+    Ok((secret, token_id))
+}
+
+/// `depot token create`: prints the secret, alone on the last line of standard output.
+pub(crate) async fn create_token(
+    settings: &Settings,
+    user: &str,
+    kind: TokenKind,
+    label: Option<String>,
+    scopes: Vec<TokenScope>,
+    crates: Vec<String>,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
+    validate_login(user)?;
+    let backend = open_log(settings).await?;
+    let (secret, token_id) = issue_token(
+        backend.log.as_ref(),
+        user,
+        kind,
+        label,
+        scopes,
+        crates,
+        expires_in_days,
+    )
+    .await?;
     eprintln_note(&format!(
         "created token {token_id} for user `{user}`; it is shown only once and works once the projector has applied it:"
     ));
     println!("{secret}");
+    Ok(())
+}
+
+/// On the first start of a new registry (an empty event log), creates the user `admin` with a
+/// token and prints how to point cargo at Depot.
+async fn welcome_first_user(log: &dyn EventLog, public_url: &str) -> anyhow::Result<()> {
+    if log.head().await? > 0 {
+        return Ok(());
+    }
+    let (secret, _) = issue_token(
+        log,
+        "admin",
+        TokenKind::Personal,
+        Some("created on first start".to_owned()),
+        Vec::new(),
+        Vec::new(),
+        None,
+    )
+    .await?;
+    println!(
+        "\nDepot is ready. A first user, `admin`, was created with this token (shown only once):\n\n    \
+         {secret}\n\nAdd Depot to ~/.cargo/config.toml:\n\n    [registries.depot]\n    \
+         index = \"sparse+{public_url}/index/\"\n    credential-provider = [\"cargo:token\"]\n\n\
+         and log in (cargo reads the token from standard input):\n\n    \
+         echo {secret} | cargo login --registry depot\n\n\
+         More tokens: depot token create --user NAME\n"
+    );
     Ok(())
 }
 

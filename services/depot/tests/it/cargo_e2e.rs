@@ -2,11 +2,10 @@
 
 use depot_testkit::{CargoHome, CargoProject};
 
-use crate::support::TestDepot;
+use crate::support::{Setup, TestDepot};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cargo_publish_build_yank_owner_search() {
-    let depot = TestDepot::start().await;
+async fn cargo_publish_build_yank_owner_search(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
     let alice = depot.token("alice").await;
     let bob = depot.token("bob").await;
     let home = CargoHome::new("depot", &depot.index_url(), Some(&alice));
@@ -111,10 +110,9 @@ async fn cargo_publish_build_yank_owner_search() {
     assert!(found.stdout.contains("# Core of acme"), "{}", found.stdout);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cargo_publishes_a_large_incompressible_crate() {
+async fn cargo_publishes_a_large_incompressible_crate(setup: Setup) {
     // Over 1 MiB, cargo sends `Expect: 100-continue`; the body is streamed to the blob store.
-    let depot = TestDepot::start().await;
+    let depot = TestDepot::start_on(setup, &[]).await;
     let token = depot.token("alice").await;
     let home = CargoHome::new("depot", &depot.index_url(), Some(&token));
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -151,3 +149,8 @@ async fn cargo_publishes_a_large_incompressible_crate() {
     let consumer = CargoProject::new_bin("bigconsumer", "0.1.0").dep("bigdata", "1");
     home.build(&consumer).await.assert_success();
 }
+
+on_both_setups!(
+    cargo_publish_build_yank_owner_search,
+    cargo_publishes_a_large_incompressible_crate
+);

@@ -2,8 +2,11 @@
 //! nats-server ≥ 2.11, `DEPOT_TEST_NATS_URL`), PostgreSQL (`DEPOT_TEST_DATABASE_URL`) and the
 //! real `cargo`.
 
+#[macro_use]
+mod support;
+
 mod cargo_e2e;
 mod race;
 mod read_side;
-mod support;
+mod replay;
 mod validation;

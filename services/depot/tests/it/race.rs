@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::support::{TestDepot, crate_bytes, metadata, publish_body};
+use crate::support::{Setup, TestDepot, crate_bytes, metadata, publish_body};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn eight_concurrent_publishes_one_winner() {
-    let depot = Arc::new(TestDepot::start().await);
+async fn eight_concurrent_publishes_one_winner(setup: Setup) {
+    let depot = Arc::new(TestDepot::start_on(setup, &[]).await);
     let token = Arc::new(depot.token("alice").await);
     for round in 0..10 {
         let vers = format!("1.0.{round}");
@@ -65,3 +64,5 @@ async fn eight_concurrent_publishes_one_winner() {
     }
     assert_eq!(depot.log_head().await, head + 2);
 }
+
+on_both_setups!(eight_concurrent_publishes_one_winner);

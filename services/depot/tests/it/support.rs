@@ -5,113 +5,203 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog};
-use depot_store::PgStore;
+use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog, SqliteLog};
+use depot_store::Store;
 use depot_testkit::TestDatabase;
+
+/// Declares each listed `async fn name(setup: Setup)` as two tests, `production::name` (NATS +
+/// PostgreSQL) and `embedded::name` (the zero-setup SQLite backends).
+macro_rules! on_both_setups {
+    ($($name:ident),* $(,)?) => {
+        mod production {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::support::Setup::Production).await
+                }
+            )*
+        }
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::support::Setup::Embedded).await
+                }
+            )*
+        }
+    };
+}
+
+/// Which backends a test Depot runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setup {
+    /// NATS JetStream + PostgreSQL (the test servers).
+    Production,
+    /// The zero-setup default: SQLite event log and read models in a data directory.
+    Embedded,
+}
 
 /// A running Depot.
 pub(crate) struct TestDepot {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
-    /// The database of its read models.
-    _db: TestDatabase,
+    /// The database of its read models (production setup).
+    _db: Option<TestDatabase>,
     env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
-    _data: tempfile::TempDir,
-    log: JetStreamLog,
-    store: PgStore,
+    data: tempfile::TempDir,
+    log: Arc<dyn EventLog>,
+    store: Store,
     /// An HTTP client.
     pub(crate) http: reqwest::Client,
 }
 
 impl TestDepot {
-    /// Starts `depot serve` with default settings.
-    pub(crate) async fn start() -> TestDepot {
-        TestDepot::start_with(&[]).await
-    }
-
-    /// Starts `depot serve` with extra `DEPOT_*` settings.
-    pub(crate) async fn start_with(extra: &[(&str, &str)]) -> TestDepot {
-        let db = TestDatabase::new().await;
+    /// Starts `depot serve` on `setup` with extra `DEPOT_*` settings.
+    pub(crate) async fn start_on(setup: Setup, extra: &[(&str, &str)]) -> TestDepot {
         let data = tempfile::tempdir().expect("temp dir");
         let prefix = depot_testkit::unique_prefix();
         let mut env: Vec<(String, String)> = vec![
-            ("DEPOT_NATS_URL".into(), depot_testkit::nats_url()),
-            ("DEPOT_NATS_STREAM".into(), prefix.to_ascii_uppercase()),
-            ("DEPOT_NATS_PREFIX".into(), prefix.clone()),
-            ("DEPOT_DATABASE_URL".into(), db.url().to_owned()),
-            (
-                "DEPOT_BLOB_DIR".into(),
-                data.path().join("blobs").display().to_string(),
-            ),
+            ("DEPOT_DATA_DIR".into(), data.path().display().to_string()),
             ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info".into()),
         ];
+        let db = match setup {
+            Setup::Production => {
+                let db = TestDatabase::new().await;
+                env.extend([
+                    ("DEPOT_NATS_URL".into(), depot_testkit::nats_url()),
+                    ("DEPOT_NATS_STREAM".into(), prefix.to_ascii_uppercase()),
+                    ("DEPOT_NATS_PREFIX".into(), prefix.clone()),
+                    ("DEPOT_DATABASE_URL".into(), db.url().to_owned()),
+                ]);
+                Some(db)
+            }
+            Setup::Embedded => None,
+        };
         for (k, v) in extra {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
-        let mut child = depot_command(&env)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start depot serve");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&output);
-        std::thread::spawn(move || {
-            let mut addr_tx = Some(addr_tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("depot listening on ").nth(1)
-                    && let Some(tx) = addr_tx.take()
-                {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
-                }
-                let mut out = sink.lock().unwrap();
-                out.push_str(&line);
-                out.push('\n');
-            }
-        });
-        let url = match addr_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "depot serve did not start; its output:\n{}",
-                    output.lock().unwrap()
-                );
-            }
+        let (child, url, output) = spawn_serve(&env);
+        let (log, store): (Arc<dyn EventLog>, Store) = match &db {
+            Some(db) => (
+                Arc::new(
+                    JetStreamLog::connect(&JetStreamConfig {
+                        stream: prefix.to_ascii_uppercase(),
+                        subject_prefix: prefix,
+                        ..JetStreamConfig::new(depot_testkit::nats_url())
+                    })
+                    .await
+                    .expect("connect to the test event log"),
+                ),
+                Store::connect(db.url(), 2)
+                    .await
+                    .expect("connect to the test db"),
+            ),
+            None => (
+                Arc::new(
+                    SqliteLog::open(&data.path().join("events.sqlite"))
+                        .await
+                        .expect("open the embedded log"),
+                ),
+                Store::open_sqlite(&data.path().join("read-models.sqlite"))
+                    .await
+                    .expect("open the embedded read models"),
+            ),
         };
-        let log = JetStreamLog::connect(&JetStreamConfig {
-            stream: prefix.to_ascii_uppercase(),
-            subject_prefix: prefix,
-            ..JetStreamConfig::new(depot_testkit::nats_url())
-        })
-        .await
-        .expect("connect to the test event log");
-        let store = PgStore::connect(db.url(), 2)
-            .await
-            .expect("connect to the test db");
         TestDepot {
             child,
             url,
             _db: db,
             env,
             output,
-            _data: data,
+            data,
             log,
             store,
             http: reqwest::Client::new(),
         }
     }
 
+    /// Stops the server (like a crash: SIGKILL) and starts it again on the same data.
+    pub(crate) async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, url, output) = spawn_serve(&self.env);
+        self.child = child;
+        self.url = url;
+        self.output = output;
+    }
+
+    /// Sends SIGKILL to the server.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// Runs a `depot` subcommand with this Depot's settings: (success, stdout, stderr).
+    pub(crate) fn depot(&self, args: &[&str]) -> (bool, String, String) {
+        let out = depot_command(&self.env)
+            .args(args)
+            .output()
+            .expect("run depot");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// Starts `depot serve` and waits for its listening line: (child, url, output).
+fn spawn_serve(env: &[(String, String)]) -> (Child, String, Arc<Mutex<String>>) {
+    let mut child = depot_command(env)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start depot serve");
+    let output = Arc::new(Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(&output);
+    std::thread::spawn(move || {
+        let mut addr_tx = Some(addr_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("depot listening on ").nth(1)
+                && let Some(tx) = addr_tx.take()
+            {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+            let mut out = sink.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+    let url = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => url,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "depot serve did not start; its output:\n{}",
+                output.lock().unwrap()
+            );
+        }
+    };
+    (child, url, output)
+}
+
+impl TestDepot {
     /// The sparse index URL for cargo.
     pub(crate) fn index_url(&self) -> String {
         format!("sparse+{}/index/", self.url)
@@ -153,6 +243,26 @@ impl TestDepot {
         }
     }
 
+    /// The events after `seq`, one `seq subject type` line each (for assertion messages).
+    pub(crate) async fn events_after(&self, seq: u64) -> String {
+        let mut out = String::new();
+        let head = self.log_head().await;
+        if head <= seq {
+            return out;
+        }
+        let mut stream = self.log.read_from(seq + 1).await.expect("read the log");
+        while let Some(Ok(event)) = futures::StreamExt::next(&mut stream).await {
+            let kind = depot_events::Envelope::decode(&event.payload)
+                .map(|e| e.kind().to_owned())
+                .unwrap_or_else(|e| e.to_string());
+            out.push_str(&format!("{} {} {kind}\n", event.seq, event.subject));
+            if event.seq >= head {
+                break;
+            }
+        }
+        out
+    }
+
     /// The last sequence of the event log.
     pub(crate) async fn log_head(&self) -> u64 {
         self.log.head().await.expect("log head")
@@ -160,8 +270,9 @@ impl TestDepot {
 
     /// Every index file: (canonical name, body, etag).
     pub(crate) async fn index_snapshot(&self) -> Vec<(String, Vec<u8>, String)> {
+        let generation = self.store.active_generation().await.expect("generation");
         self.store
-            .all_index_files()
+            .index_files(generation)
             .await
             .expect("index files")
             .into_iter()

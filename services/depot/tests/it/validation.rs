@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestDepot, crate_bytes, crate_with_manifest, details, manifest, metadata, publish_body,
+    Setup, TestDepot, crate_bytes, crate_with_manifest, details, manifest, metadata, publish_body,
 };
 
 /// Asserts the api refuses `body` with `status` and a detail containing `needle`, and that
@@ -22,7 +22,8 @@ async fn refused(depot: &TestDepot, token: &str, body: Vec<u8>, status: u16, nee
     assert_eq!(
         depot.log_head().await,
         head,
-        "the event log changed for `{needle}`"
+        "the event log changed for `{needle}`:\n{}",
+        depot.events_after(head).await
     );
     assert_eq!(
         depot.index_snapshot().await,
@@ -54,7 +55,8 @@ async fn rejected(
     assert_eq!(
         depot.log_head().await,
         head + 2,
-        "upload + rejection for `{needle}`"
+        "upload + rejection for `{needle}`:\n{}",
+        depot.events_after(head).await
     );
     assert_eq!(
         depot.index_snapshot().await,
@@ -69,6 +71,11 @@ async fn rejected(
         )
         .await;
     assert_eq!(got, 200, "valid publish after `{needle}`: {json}");
+    assert_eq!(
+        json["warnings"]["other"],
+        serde_json::json!([]),
+        "the valid publish after `{needle}` was not visible in time"
+    );
 }
 
 fn with(mut meta: Value, key: &str, value: Value) -> Value {
@@ -81,9 +88,8 @@ fn dep(name: &str, req: &str, kind: &str) -> Value {
            "version_req": req, "target": null, "kind": kind})
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn names_versions_and_ownership() {
-    let depot = TestDepot::start().await;
+async fn names_versions_and_ownership(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
     let alice = depot.token("alice").await;
     let mallory = depot.token("mallory").await;
     let publish = |name: &str, vers: &str, extra: &str| {
@@ -255,9 +261,8 @@ async fn names_versions_and_ownership() {
     assert_eq!(status, 200, "{json}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dependencies_are_validated() {
-    let depot = TestDepot::start().await;
+async fn dependencies_are_validated(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
     let alice = depot.token("alice").await;
     let base =
         |name: &str, vers: &str| publish_body(&metadata(name, vers), &crate_bytes(name, vers, ""));
@@ -362,13 +367,15 @@ async fn dependencies_are_validated() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn limits_and_framing() {
-    let depot = TestDepot::start_with(&[
-        ("DEPOT_MAX_CRATE_SIZE", "4KiB"),
-        ("DEPOT_MAX_JSON_SIZE", "64KiB"),
-        ("DEPOT_MAX_UNPACKED_SIZE", "64KiB"),
-    ])
+async fn limits_and_framing(setup: Setup) {
+    let depot = TestDepot::start_on(
+        setup,
+        &[
+            ("DEPOT_MAX_CRATE_SIZE", "4KiB"),
+            ("DEPOT_MAX_JSON_SIZE", "64KiB"),
+            ("DEPOT_MAX_UNPACKED_SIZE", "64KiB"),
+        ],
+    )
     .await;
     let alice = depot.token("alice").await;
     let good = crate_bytes("lim", "1.0.0", "");
@@ -506,11 +513,10 @@ async fn limits_and_framing() {
     assert_eq!(status, 200, "{json}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn archives_are_validated() {
+async fn archives_are_validated(setup: Setup) {
     use depot_cratefile::TarballBuilder;
 
-    let depot = TestDepot::start_with(&[("DEPOT_MAX_UNPACKED_SIZE", "64KiB")]).await;
+    let depot = TestDepot::start_on(setup, &[("DEPOT_MAX_UNPACKED_SIZE", "64KiB")]).await;
     let alice = depot.token("alice").await;
     let (name, vers) = ("arc", "1.0.0");
     let root = "arc-1.0.0";
@@ -683,3 +689,10 @@ async fn archives_are_validated() {
     // The base helper is the valid shape.
     let _ = (base(), root);
 }
+
+on_both_setups!(
+    names_versions_and_ownership,
+    dependencies_are_validated,
+    limits_and_framing,
+    archives_are_validated
+);

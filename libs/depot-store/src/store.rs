@@ -1,0 +1,627 @@
+//! Reads of the read models (for the api, replay and verification) and generation management.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::StoreError;
+use crate::db::{Db, on_read, on_tx, on_write, to_i64, to_u64};
+use depot_events::{CrateState, RejectionReason, Timestamp, TokenScope};
+
+/// `WHERE gen = …` for the active generation, usable in `concat!`.
+macro_rules! active_gen {
+    () => {
+        "(SELECT gen FROM active_generation WHERE id = 1)"
+    };
+}
+
+/// The read models, on PostgreSQL or SQLite.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+}
+
+/// A pre-rendered index file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFileRow {
+    /// The crate's published spelling.
+    pub name: String,
+    /// The file's bytes.
+    pub body: Vec<u8>,
+    /// Its strong ETag (quoted).
+    pub etag: String,
+    /// When it last changed (the time of the event that changed it).
+    pub last_modified: Timestamp,
+}
+
+/// Where an upload stands in the read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Waiting for the extractor (or the projector).
+    Pending,
+    /// In the index.
+    Accepted,
+    /// Refused, with reasons.
+    Rejected(Vec<RejectionReason>),
+}
+
+/// A token as the api needs it to authenticate a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// The token id.
+    pub token_id: String,
+    /// The user it acts for (lowercase login).
+    pub login: String,
+    /// Allowed operations (empty = all).
+    pub scopes: Vec<TokenScope>,
+    /// Allowed crate patterns (empty = all).
+    pub crates: Vec<String>,
+    /// Expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// One hit of a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// The crate name.
+    pub name: String,
+    /// The highest version.
+    pub max_version: String,
+    /// The description of that version.
+    pub description: Option<String>,
+}
+
+/// One accepted version, for dependency checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    /// The version.
+    pub vers: String,
+    /// Whether it is yanked.
+    pub yanked: bool,
+}
+
+/// A crate's accepted versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrateVersions {
+    /// The published spelling.
+    pub name: String,
+    /// Accepted versions.
+    pub versions: Vec<VersionSummary>,
+}
+
+/// An accepted version's stored file, for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// The crate name.
+    pub name: String,
+    /// The version.
+    pub vers: String,
+    /// The checksum in its index line.
+    pub cksum: String,
+    /// Its blob key.
+    pub blob: String,
+}
+
+/// A generation of the read models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Its number.
+    pub number: u64,
+    /// `building`, `live` or `retired`.
+    pub state: String,
+    /// For a point-in-time generation, the last event it folds.
+    pub until_seq: Option<u64>,
+    /// How far it has folded the log.
+    pub checkpoint: u64,
+}
+
+fn json_err(what: &str, error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+impl Store {
+    /// Connects to a database URL (`postgres://…` or `sqlite://PATH`) and applies migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Store {
+            db: Db::connect(url, max_connections).await?,
+        };
+        store.db.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) a SQLite database file and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            db: Db::open_sqlite_file(path, 8).await?,
+        };
+        store.db.migrate().await?;
+        Ok(store)
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        if self.db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// The generation the api serves.
+    pub async fn active_generation(&self) -> Result<u64, StoreError> {
+        let gen_: i64 = on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!("SELECT ", active_gen!()))
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(to_u64(gen_))
+    }
+
+    /// How far generation `gen_` has folded the log (0 if not at all).
+    pub async fn checkpoint(&self, gen_: u64) -> Result<u64, StoreError> {
+        let seq: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar("SELECT last_seq FROM projector_checkpoint WHERE gen = $1")
+                .bind(to_i64(gen_))
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(seq.map_or(0, to_u64))
+    }
+
+    /// A crate's aggregate state and the log sequence it reflects (active generation).
+    pub async fn crate_state(&self, canon: &str) -> Result<Option<(CrateState, u64)>, StoreError> {
+        let row: Option<(String, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT state, last_seq FROM crates WHERE gen = ", active_gen!(), " AND canon = $1"
+            ))
+            .bind(canon)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(state, seq)| {
+            let state = serde_json::from_str(&state).map_err(|e| json_err("crate state", e))?;
+            Ok((state, to_u64(seq)))
+        })
+        .transpose()
+    }
+
+    /// The index file of a crate, by canonical name (active generation).
+    pub async fn index_file(&self, canon: &str) -> Result<Option<IndexFileRow>, StoreError> {
+        let row: Option<(String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT name, body, etag, last_modified FROM index_files WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1"
+            ))
+            .bind(canon)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(name, body, etag, modified)| IndexFileRow {
+            name,
+            body,
+            etag,
+            last_modified: Timestamp::from_unix_millis(modified),
+        }))
+    }
+
+    /// Every index file of generation `gen_`, by canonical name.
+    pub async fn index_files(&self, gen_: u64) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT canon, name, body, etag, last_modified FROM index_files \
+                 WHERE gen = $1 ORDER BY canon",
+            )
+            .bind(to_i64(gen_))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(canon, name, body, etag, modified)| {
+                (
+                    canon,
+                    IndexFileRow {
+                        name,
+                        body,
+                        etag,
+                        last_modified: Timestamp::from_unix_millis(modified),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The outcome of the latest upload of `vers` with checksum `cksum` (active generation).
+    pub async fn upload_outcome(
+        &self,
+        canon: &str,
+        vers: &str,
+        cksum: &str,
+    ) -> Result<Option<UploadOutcome>, StoreError> {
+        let row: Option<(String, Option<String>)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT status, reasons FROM versions WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1 AND vers = $2 AND cksum = $3 ORDER BY upload_seq DESC LIMIT 1"
+            ))
+            .bind(canon)
+            .bind(vers)
+            .bind(cksum)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((status, reasons)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(match status.as_str() {
+            "accepted" => UploadOutcome::Accepted,
+            "rejected" => UploadOutcome::Rejected(match reasons {
+                Some(text) => serde_json::from_str(&text).map_err(|e| json_err("reasons", e))?,
+                None => Vec::new(),
+            }),
+            _ => UploadOutcome::Pending,
+        }))
+    }
+
+    /// A crate's accepted versions, by canonical name (active generation).
+    pub async fn crate_versions(&self, canon: &str) -> Result<Option<CrateVersions>, StoreError> {
+        let rows: Vec<(String, String, bool)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT name, vers, yanked FROM versions WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1 AND status = 'accepted' ORDER BY upload_seq"
+            ))
+            .bind(canon)
+            .fetch_all(pool)
+            .await?
+        });
+        let Some((name, _, _)) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(CrateVersions {
+            name: name.clone(),
+            versions: rows
+                .iter()
+                .map(|(_, vers, yanked)| VersionSummary {
+                    vers: vers.clone(),
+                    yanked: *yanked,
+                })
+                .collect(),
+        }))
+    }
+
+    /// The token with this secret hash (active generation).
+    pub async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<TokenRow>, StoreError> {
+        type Raw = (String, String, String, String, Option<i64>, bool);
+        let row: Option<Raw> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT token_id, login, scopes, crates, expires_at, revoked FROM tokens \
+                 WHERE gen = ",
+                active_gen!(),
+                " AND secret_sha256 = $1"
+            ))
+            .bind(secret_sha256)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(token_id, login, scopes, crates, expires_at, revoked)| {
+            Ok(TokenRow {
+                token_id,
+                login,
+                scopes: serde_json::from_str(&scopes).map_err(|e| json_err("scopes", e))?,
+                crates: serde_json::from_str(&crates).map_err(|e| json_err("crates", e))?,
+                expires_at: expires_at.map(Timestamp::from_unix_millis),
+                revoked,
+            })
+        })
+        .transpose()
+    }
+
+    /// The display login of a known user, matched case-insensitively (active generation).
+    pub async fn user(&self, login: &str) -> Result<Option<String>, StoreError> {
+        Ok(on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT display FROM users WHERE gen = ", active_gen!(), " AND login = $1"
+            ))
+            .bind(login.to_ascii_lowercase())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Crates whose name, keywords or description contain `query` (case-insensitive), exact and
+    /// prefix matches of the name first. Returns one page and the total count.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<(Vec<SearchHit>, u64), StoreError> {
+        let escape = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        let canon = depot_index::canonical_name(query);
+        let text = format!("%{}%", escape(&query.to_lowercase()));
+        let canon_anywhere = format!("%{}%", escape(&canon));
+        let canon_prefix = format!("{}%", escape(&canon));
+        macro_rules! filter {
+            () => {
+                concat!(
+                    " FROM crates WHERE gen = ",
+                    active_gen!(),
+                    " AND name IS NOT NULL AND max_version IS NOT NULL AND (",
+                    "lower(name) LIKE $1 ESCAPE '\\' OR canon LIKE $2 ESCAPE '\\' ",
+                    "OR lower(keywords) LIKE $1 ESCAPE '\\' ",
+                    "OR lower(coalesce(description, '')) LIKE $1 ESCAPE '\\')"
+                )
+            };
+        }
+        let (total, rows): (i64, Vec<(String, String, Option<String>)>) = on_read!(&self.db, pool => {
+            let total = sqlx::query_scalar(concat!("SELECT count(*)", filter!()))
+                .bind(&text)
+                .bind(&canon_anywhere)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query_as(concat!(
+                "SELECT name, max_version, description",
+                filter!(),
+                " ORDER BY (canon = $3) DESC, (canon LIKE $4 ESCAPE '\\') DESC, canon LIMIT $5"
+            ))
+            .bind(&text)
+            .bind(&canon_anywhere)
+            .bind(&canon)
+            .bind(&canon_prefix)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            (total, rows)
+        });
+        let hits = rows
+            .into_iter()
+            .map(|(name, max_version, description)| SearchHit {
+                name,
+                max_version,
+                description,
+            })
+            .collect();
+        Ok((hits, to_u64(total)))
+    }
+
+    /// Adds download counts (batched by the api).
+    pub async fn add_downloads(&self, counts: &[(String, String, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for (canon, vers, count) in counts {
+            on_tx!(&mut tx, conn => {
+                sqlx::query(
+                    "INSERT INTO downloads (canon, vers, count) VALUES ($1, $2, $3) \
+                     ON CONFLICT (canon, vers) DO UPDATE SET count = downloads.count + EXCLUDED.count",
+                )
+                .bind(canon)
+                .bind(vers)
+                .bind(to_i64(*count))
+                .execute(conn)
+                .await?;
+            });
+        }
+        tx.commit().await
+    }
+
+    /// The blob key of an accepted version, for downloads (active generation).
+    pub async fn download_target(
+        &self,
+        canon: &str,
+        vers: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT blob FROM versions WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1 AND vers = $2 AND status = 'accepted'"
+            ))
+            .bind(canon)
+            .bind(vers)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Every accepted version of generation `gen_` with its checksum and blob.
+    pub async fn stored_versions(&self, gen_: u64) -> Result<Vec<StoredVersion>, StoreError> {
+        let rows: Vec<(String, String, String, String)> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT name, vers, cksum, blob FROM versions \
+                 WHERE gen = $1 AND status = 'accepted' ORDER BY canon, upload_seq",
+            )
+            .bind(to_i64(gen_))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, vers, cksum, blob)| StoredVersion {
+                name,
+                vers,
+                cksum,
+                blob,
+            })
+            .collect())
+    }
+
+    /// The blob keys any upload of generation `gen_` refers to (rejected ones included).
+    pub async fn referenced_blobs(&self, gen_: u64) -> Result<BTreeSet<String>, StoreError> {
+        let keys: Vec<String> = on_read!(&self.db, pool => {
+            sqlx::query_scalar("SELECT DISTINCT blob FROM versions WHERE gen = $1")
+                .bind(to_i64(gen_))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Every projected row of generation `gen_`, one text per row in a stable order, for
+    /// comparing generations. (The texts are comparable within one backend only.)
+    pub async fn dump(&self, gen_: u64) -> Result<Vec<String>, StoreError> {
+        const QUERIES: [&str; 5] = [
+            "SELECT 'crates ' || canon || '|' || coalesce(name, '-') || '|' || state || '|' || \
+             CAST(last_seq AS TEXT) || '|' || coalesce(description, '-') || '|' || keywords || '|' || \
+             coalesce(max_version, '-') || '|' || CAST(updated_at AS TEXT) \
+             FROM crates WHERE gen = $1 ORDER BY canon",
+            "SELECT 'versions ' || canon || '|' || CAST(upload_seq AS TEXT) || '|' || name || '|' || \
+             vers || '|' || cksum || '|' || CAST(size AS TEXT) || '|' || blob || '|' || uploader || \
+             '|' || status || '|' || CAST(yanked AS TEXT) || '|' || coalesce(entry, '-') || '|' || \
+             coalesce(metadata, '-') || '|' || coalesce(reasons, '-') || '|' || \
+             CAST(uploaded_at AS TEXT) FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
+            "SELECT 'index_files ' || canon || '|' || name || '|' || etag || '|' || \
+             CAST(last_modified AS TEXT) || '|' || CAST(last_seq AS TEXT) \
+             FROM index_files WHERE gen = $1 ORDER BY canon",
+            "SELECT 'users ' || login || '|' || display || '|' || CAST(created_at AS TEXT) \
+             FROM users WHERE gen = $1 ORDER BY login",
+            "SELECT 'tokens ' || token_id || '|' || login || '|' || secret_sha256 || '|' || kind || \
+             '|' || coalesce(label, '-') || '|' || scopes || '|' || crates || '|' || \
+             coalesce(CAST(expires_at AS TEXT), '-') || '|' || CAST(revoked AS TEXT) || '|' || \
+             CAST(created_at AS TEXT) FROM tokens WHERE gen = $1 ORDER BY token_id",
+        ];
+        let mut rows = Vec::new();
+        for sql in QUERIES {
+            let texts: Vec<String> = on_read!(&self.db, pool => {
+                sqlx::query_scalar(sql).bind(to_i64(gen_)).fetch_all(pool).await?
+            });
+            rows.extend(texts);
+        }
+        // Index bodies are bytes; append them hex-encoded so they are compared too.
+        for (canon, file) in self.index_files(gen_).await? {
+            rows.push(format!("index_body {canon} {}", hex::encode(&file.body)));
+        }
+        Ok(rows)
+    }
+
+    /// Every generation with its state and checkpoint, oldest first.
+    pub async fn generations(&self) -> Result<Vec<Generation>, StoreError> {
+        let rows: Vec<(i64, String, Option<i64>, Option<i64>)> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT g.gen, g.state, g.until_seq, c.last_seq FROM generations g \
+                 LEFT JOIN projector_checkpoint c ON c.gen = g.gen ORDER BY g.gen",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(gen_, state, until, checkpoint)| Generation {
+                number: to_u64(gen_),
+                state,
+                until_seq: until.map(to_u64),
+                checkpoint: checkpoint.map_or(0, to_u64),
+            })
+            .collect())
+    }
+
+    /// Creates an empty generation to fold the log into (up to `until_seq`, if given).
+    pub async fn create_generation(&self, until_seq: Option<u64>) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let next: i64 = on_tx!(&mut tx, conn => {
+            let max: Option<i64> = sqlx::query_scalar("SELECT max(gen) FROM generations")
+                .fetch_one(&mut *conn)
+                .await?;
+            let next = max.unwrap_or(0) + 1;
+            sqlx::query(
+                "INSERT INTO generations (gen, state, until_seq, created_at) \
+                 VALUES ($1, 'building', $2, $3)",
+            )
+            .bind(next)
+            .bind(until_seq.map(to_i64))
+            .bind(Timestamp::now().unix_millis())
+            .execute(&mut *conn)
+            .await?;
+            next
+        });
+        tx.commit().await?;
+        Ok(to_u64(next))
+    }
+
+    /// Makes `gen_` the active generation if it has folded the log up to `required_seq`, in
+    /// one transaction; returns false (and changes nothing) if it has not.
+    pub async fn switch_generation(
+        &self,
+        gen_: u64,
+        required_seq: u64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let pg = self.db.is_postgres();
+        let switched = on_tx!(&mut tx, conn => {
+            if pg {
+                // Wait for a projector batch in flight on the old generation to finish.
+                sqlx::query("SELECT gen FROM active_generation WHERE id = 1 FOR UPDATE")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            }
+            let checkpoint: Option<i64> =
+                sqlx::query_scalar("SELECT last_seq FROM projector_checkpoint WHERE gen = $1")
+                    .bind(to_i64(gen_))
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if checkpoint.map_or(0, to_u64) < required_seq {
+                false
+            } else {
+                sqlx::query(concat!(
+                    "UPDATE generations SET state = 'retired' WHERE gen = ",
+                    active_gen!()
+                ))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("UPDATE generations SET state = 'live' WHERE gen = $1")
+                    .bind(to_i64(gen_))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("UPDATE active_generation SET gen = $1 WHERE id = 1")
+                    .bind(to_i64(gen_))
+                    .execute(&mut *conn)
+                    .await?;
+                true
+            }
+        });
+        tx.commit().await?;
+        Ok(switched)
+    }
+
+    /// Deletes every row of generation `gen_` (never the active one).
+    pub async fn drop_generation(&self, gen_: u64) -> Result<(), StoreError> {
+        if gen_ == self.active_generation().await? {
+            return Err(StoreError::Config(format!(
+                "generation {gen_} is active and cannot be dropped"
+            )));
+        }
+        for table in [
+            "crates",
+            "versions",
+            "index_files",
+            "users",
+            "tokens",
+            "projector_checkpoint",
+            "generations",
+        ] {
+            let sql = format!("DELETE FROM {table} WHERE gen = $1");
+            on_write!(&self.db, pool => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(to_i64(gen_))
+                    .execute(pool)
+                    .await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Retired generations (after a replay switched away from them), for clean-up.
+    pub async fn retired_generations(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .generations()
+            .await?
+            .into_iter()
+            .filter(|g| g.state == "retired")
+            .map(|g| g.number)
+            .collect())
+    }
+}

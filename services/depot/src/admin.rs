@@ -1,0 +1,328 @@
+//! Operator commands on the read models: `replay`, `verify` and `gc`.
+//!
+//! The event log is the only source of truth, so every read model can be rebuilt: `replay`
+//! folds the whole log into a new generation while the registry keeps serving the active one,
+//! then switches in one transaction; `replay --until SEQ` renders the index as it was after
+//! event SEQ; `verify` rebuilds a scratch generation and compares it with the live one, and
+//! checks every index line against its stored blob.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use depot_eventlog::EventLog;
+use depot_projector::Projector;
+use depot_store::{BlobStore, IndexFileRow, Store, Target};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::roles::{LogBackend, open_blobs, open_log, open_store};
+
+/// Prints a line of the report (standard output is the report).
+fn say(line: impl AsRef<str>) {
+    println!("{}", line.as_ref());
+}
+
+/// A digest of index files: sha256 over every (canonical name, etag, last-modified, body).
+fn digest(files: &[(String, IndexFileRow)]) -> String {
+    let mut hasher = Sha256::new();
+    for (canon, file) in files {
+        hasher.update(canon.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.etag.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.last_modified.unix_millis().to_le_bytes());
+        hasher.update((file.body.len() as u64).to_le_bytes());
+        hasher.update(&file.body);
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events  {per_sec}  ETA {eta}",
+        )
+        .expect("a valid progress template"),
+    );
+    bar
+}
+
+/// Folds the log into a new generation up to `until` with a progress bar; returns the
+/// generation, its checkpoint and the time taken.
+async fn build_generation(
+    log: &Arc<dyn EventLog>,
+    store: &Store,
+    until: Option<u64>,
+) -> anyhow::Result<(u64, u64, Duration)> {
+    let head = log.head().await?;
+    let target = until.map_or(head, |u| u.min(head));
+    let generation = store.create_generation(until).await?;
+    let projector = Projector::new(
+        Arc::clone(log),
+        store.clone(),
+        None,
+        Target::Generation(generation),
+    );
+    let bar = progress_bar(target);
+    let started = Instant::now();
+    let checkpoint = projector
+        .catch_up_to(target, |checkpoint| bar.set_position(checkpoint))
+        .await
+        .with_context(|| format!("replaying the log into generation {generation}"))?;
+    bar.finish_and_clear();
+    Ok((generation, checkpoint, started.elapsed()))
+}
+
+fn rate(events: u64, took: Duration) -> String {
+    let secs = took.as_secs_f64().max(1e-9);
+    format!("{:.0} events/s", events as f64 / secs)
+}
+
+/// `depot replay [--until SEQ] [--out DIR]`.
+pub(crate) async fn replay(
+    settings: &Settings,
+    until: Option<u64>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let LogBackend { log, notifier } = open_log(settings).await?;
+    let store = open_store(settings, 4).await?;
+    let old = store.active_generation().await?;
+    let (generation, checkpoint, took) = build_generation(&log, &store, until).await?;
+    let files = store.index_files(generation).await?;
+    say(format!(
+        "replayed {checkpoint} events into generation {generation} in {:.2}s ({}); {} index files, digest {}",
+        took.as_secs_f64(),
+        rate(checkpoint, took),
+        files.len(),
+        digest(&files)
+    ));
+
+    if until.is_some() {
+        // A point-in-time view: write it out if asked, never switch to it.
+        if let Some(dir) = out {
+            write_index(dir, &files).await?;
+            say(format!(
+                "wrote the index as of event {checkpoint} to {}",
+                dir.display()
+            ));
+        }
+        store.drop_generation(generation).await?;
+        return Ok(());
+    }
+
+    // Catch up with what was appended meanwhile, then switch in one transaction.
+    let projector = Projector::new(
+        Arc::clone(&log),
+        store.clone(),
+        None,
+        Target::Generation(generation),
+    );
+    let mut switched = false;
+    for _ in 0..50 {
+        let head = log.head().await?;
+        projector.catch_up_to(head, |_| {}).await?;
+        if store.switch_generation(generation, head).await? {
+            switched = true;
+            break;
+        }
+    }
+    if !switched {
+        store.drop_generation(generation).await?;
+        anyhow::bail!("the log kept growing faster than the replay could catch up; try again");
+    }
+    // Every api instance drops its cached index files.
+    let _ = notifier
+        .notify(
+            depot_projector::CRATE_CHANGED_TOPIC,
+            bytes::Bytes::from_static(b"*"),
+        )
+        .await;
+    if let Some(dir) = out {
+        write_index(dir, &store.index_files(generation).await?).await?;
+    }
+    for retired in store.retired_generations().await? {
+        store.drop_generation(retired).await?;
+    }
+    say(format!(
+        "generation {generation} is live (was {old}); the old generation was dropped"
+    ));
+    Ok(())
+}
+
+/// Writes index files in the sparse layout under `dir`.
+async fn write_index(dir: &Path, files: &[(String, IndexFileRow)]) -> anyhow::Result<()> {
+    for (_, file) in files {
+        let path = dir.join(depot_index::index_path(&file.name));
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, &file.body)
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `depot verify`: exits non-zero on any mismatch.
+pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
+    let LogBackend { log, .. } = open_log(settings).await?;
+    let store = open_store(settings, 4).await?;
+    let blobs = open_blobs(settings).await?;
+    let mut ok = true;
+
+    // 1. The live generation equals a fresh replay of the same events.
+    let live = store.active_generation().await?;
+    let mut attempt = 0;
+    let (live_files, fresh_files, checkpoint) = loop {
+        attempt += 1;
+        let checkpoint = store.checkpoint(live).await?;
+        let live_files = store.index_files(live).await?;
+        let (scratch, _, _) = build_generation(&log, &store, Some(checkpoint)).await?;
+        let fresh_files = store.index_files(scratch).await?;
+        store.drop_generation(scratch).await?;
+        // The live generation may have moved on meanwhile: compare like with like.
+        if store.checkpoint(live).await? == checkpoint || attempt == 5 {
+            break (live_files, fresh_files, checkpoint);
+        }
+    };
+    let (live_digest, fresh_digest) = (digest(&live_files), digest(&fresh_files));
+    say(format!(
+        "live generation {live}: {} index files up to event {checkpoint}, digest {live_digest}",
+        live_files.len()
+    ));
+    say(format!(
+        "fresh replay:        {} index files up to event {checkpoint}, digest {fresh_digest}",
+        fresh_files.len()
+    ));
+    if live_digest == fresh_digest {
+        say("index files: identical");
+    } else {
+        ok = false;
+        say("index files: DIFFERENT");
+        let live_map: BTreeMap<_, _> = live_files.iter().map(|(c, f)| (c, f)).collect();
+        let fresh_map: BTreeMap<_, _> = fresh_files.iter().map(|(c, f)| (c, f)).collect();
+        for canon in live_map.keys().chain(fresh_map.keys()) {
+            if live_map.get(canon) != fresh_map.get(canon) {
+                say(format!("  differs: {canon}"));
+            }
+        }
+    }
+
+    // 2. Every index line's checksum is the sha256 of a stored blob.
+    let stored = store.stored_versions(live).await?;
+    let blob_of: BTreeMap<(&str, &str), &str> = stored
+        .iter()
+        .map(|v| ((v.name.as_str(), v.vers.as_str()), v.blob.as_str()))
+        .collect();
+    let mut lines = 0;
+    let mut problems = 0;
+    for (canon, file) in &live_files {
+        for line in String::from_utf8_lossy(&file.body).lines() {
+            lines += 1;
+            let entry: depot_index::IndexEntry = match serde_json::from_str(line) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    problems += 1;
+                    say(format!("  {canon}: unreadable index line: {e}"));
+                    continue;
+                }
+            };
+            let Some(blob) = blob_of.get(&(entry.name.as_str(), entry.vers.as_str())) else {
+                problems += 1;
+                say(format!(
+                    "  {} {}: no stored version",
+                    entry.name, entry.vers
+                ));
+                continue;
+            };
+            match blobs.sha256_of(blob).await? {
+                None => {
+                    problems += 1;
+                    say(format!(
+                        "  {} {}: blob {blob} is missing",
+                        entry.name, entry.vers
+                    ));
+                }
+                Some(actual) if actual != entry.cksum => {
+                    problems += 1;
+                    say(format!(
+                        "  {} {}: blob sha256 {actual} but the index says {}",
+                        entry.name, entry.vers, entry.cksum
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if problems == 0 {
+        say(format!(
+            "blobs: all {lines} index lines match their stored .crate"
+        ));
+    } else {
+        ok = false;
+        say(format!(
+            "blobs: {problems} of {lines} index lines have a problem"
+        ));
+    }
+
+    // 3. Orphans: stored blobs no upload refers to.
+    let orphans = orphan_blobs(&store, &blobs, live).await?;
+    if orphans.is_empty() {
+        say("orphan blobs: none");
+    } else {
+        say(format!(
+            "orphan blobs: {} (remove with `depot gc`)",
+            orphans.len()
+        ));
+        for (key, size, _) in &orphans {
+            say(format!("  {key} ({size} bytes)"));
+        }
+    }
+    say(if ok { "verify: OK" } else { "verify: FAILED" });
+    Ok(ok)
+}
+
+async fn orphan_blobs(
+    store: &Store,
+    blobs: &BlobStore,
+    generation: u64,
+) -> anyhow::Result<Vec<(String, u64, SystemTime)>> {
+    let referenced = store.referenced_blobs(generation).await?;
+    Ok(blobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|(key, _, _)| !referenced.contains(key))
+        .collect())
+}
+
+/// `depot gc`: deletes orphan blobs older than `min_age` (younger ones may belong to an upload
+/// whose event is not projected yet).
+pub(crate) async fn gc(settings: &Settings, min_age: Duration) -> anyhow::Result<()> {
+    let LogBackend { log, .. } = open_log(settings).await?;
+    let store = open_store(settings, 2).await?;
+    let blobs = open_blobs(settings).await?;
+    let live = store.active_generation().await?;
+    if store.checkpoint(live).await? < log.head().await? {
+        say("note: the projector is behind the log; blobs of unprojected uploads are kept by age");
+    }
+    let now = SystemTime::now();
+    let mut removed = 0;
+    let mut freed = 0;
+    for (key, size, modified) in orphan_blobs(&store, &blobs, live).await? {
+        if now.duration_since(modified).unwrap_or_default() >= min_age {
+            blobs.remove(&key).await?;
+            removed += 1;
+            freed += size;
+        }
+    }
+    say(format!(
+        "gc: removed {removed} orphan blobs ({freed} bytes)"
+    ));
+    Ok(())
+}
