@@ -1,17 +1,178 @@
-//! Logging setup shared by every role of the `depot` binary.
+//! Telemetry shared by every role of the `depot` binary: the one closed list of Prometheus
+//! metrics ([`METRICS`], [`metrics()`]) and the logging setup ([`init_tracing`]).
+//!
+//! Every metric Depot exports is declared here, once, with its help text and labels; label
+//! values come from bounded sets (route templates, outcomes, reasons, event types — never crate
+//! names or raw URLs). `deploy/` (recording rules, alerts, dashboard) may only use these names;
+//! a test checks it.
 
-use tracing_subscriber::EnvFilter;
+mod logging;
+mod registry;
 
-/// Installs the global tracing subscriber: human-readable lines on stderr, filtered by
-/// `RUST_LOG` (default `info`, with noisy dependencies at `warn`).
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,async_nats=warn,sqlx=warn,tower_http=warn,hyper=warn")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+pub use logging::init_tracing;
+pub use registry::{Metrics, encode, metrics};
+
+/// The kind of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A monotonically increasing counter (`_total`).
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// A histogram (`_bucket`, `_sum`, `_count` series).
+    Histogram,
 }
+
+/// One declared metric.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricSpec {
+    /// The metric name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Label names.
+    pub labels: &'static [&'static str],
+    /// What it measures.
+    pub help: &'static str,
+}
+
+macro_rules! spec {
+    ($name:literal, $kind:ident, [$($label:literal),*], $help:literal) => {
+        MetricSpec { name: $name, kind: Kind::$kind, labels: &[$($label),*], help: $help }
+    };
+}
+
+/// Every metric Depot exports.
+pub const METRICS: &[MetricSpec] = &[
+    spec!(
+        "depot_build_info",
+        Gauge,
+        ["version"],
+        "Always 1; the version of the running binary."
+    ),
+    spec!(
+        "depot_http_requests_total",
+        Counter,
+        ["route", "method", "status"],
+        "HTTP requests answered, by route template, method and status code."
+    ),
+    spec!(
+        "depot_http_request_duration_seconds",
+        Histogram,
+        ["route", "method"],
+        "Time to answer HTTP requests (until the response head is ready), by route template and method."
+    ),
+    spec!(
+        "depot_publish_total",
+        Counter,
+        ["outcome"],
+        "Publishes by outcome: accepted, rejected (by the extractor), duplicate (identical bytes again), invalid (refused by the api), unauthorized, conflict (version taken), too_large, queued (not visible within the wait), error."
+    ),
+    spec!(
+        "depot_publish_visible_seconds",
+        Histogram,
+        [],
+        "Time from appending version_uploaded to the version being visible in the index (accepted publishes)."
+    ),
+    spec!(
+        "depot_upload_bytes",
+        Histogram,
+        [],
+        "Size of uploaded .crate files."
+    ),
+    spec!(
+        "depot_events_appended_total",
+        Counter,
+        ["type"],
+        "Events appended to the log, by event type."
+    ),
+    spec!(
+        "depot_event_append_conflicts_total",
+        Counter,
+        [],
+        "Appends refused because the crate changed concurrently (optimistic concurrency); the command is retried."
+    ),
+    spec!(
+        "depot_event_append_duration_seconds",
+        Histogram,
+        [],
+        "Time to append one event to the log."
+    ),
+    spec!(
+        "depot_extraction_duration_seconds",
+        Histogram,
+        [],
+        "Time to check one uploaded .crate."
+    ),
+    spec!(
+        "depot_extraction_failures_total",
+        Counter,
+        ["reason"],
+        "Uploads the extractor rejected or could not process, by reason code."
+    ),
+    spec!(
+        "depot_consumer_pending_events",
+        Gauge,
+        ["consumer"],
+        "Events a consumer has yet to process: the extractor's queue, or the projector's distance to the log head."
+    ),
+    spec!(
+        "depot_event_log_head_sequence",
+        Gauge,
+        [],
+        "The sequence of the last event in the log, as last seen by this process."
+    ),
+    spec!(
+        "depot_projector_applied_sequence",
+        Gauge,
+        [],
+        "The last event the projector has applied to the active read models."
+    ),
+    spec!(
+        "depot_projector_events_applied_total",
+        Counter,
+        ["type"],
+        "Events folded into the read models, by event type."
+    ),
+    spec!(
+        "depot_projector_batch_duration_seconds",
+        Histogram,
+        [],
+        "Time to apply one batch of events in one transaction."
+    ),
+    spec!(
+        "depot_index_cache_requests_total",
+        Counter,
+        ["result"],
+        "Index file lookups by the api: hit (served from memory) or miss (loaded from the read models)."
+    ),
+    spec!(
+        "depot_downloads_total",
+        Counter,
+        [],
+        "Crate downloads served."
+    ),
+    spec!(
+        "depot_download_bytes_total",
+        Counter,
+        [],
+        "Bytes of crate downloads served."
+    ),
+];
+
+/// The buckets of every `_seconds` histogram: 1 ms to 60 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The buckets of `depot_upload_bytes`: 1 KiB to 3 GiB.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1024.0,
+    16384.0,
+    131072.0,
+    1048576.0,
+    10485760.0,
+    104857600.0,
+    1073741824.0,
+    3221225472.0,
+];
