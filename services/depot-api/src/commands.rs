@@ -69,7 +69,9 @@ pub(crate) async fn execute<T>(
         };
         let envelope = Envelope::new(actor, *event);
         let payload = Bytes::from(envelope.encode());
-        match state
+        let metrics = depot_telemetry::metrics();
+        let started = Instant::now();
+        let appended = state
             .log()
             .append(
                 &subject,
@@ -77,15 +79,27 @@ pub(crate) async fn execute<T>(
                 &envelope.id.to_string(),
                 payload,
             )
-            .await
-        {
+            .await;
+        metrics
+            .append_duration
+            .observe(started.elapsed().as_secs_f64());
+        match appended {
             Ok(appended) => {
+                if !appended.duplicate {
+                    metrics
+                        .events_appended
+                        .with_label_values(&[envelope.kind()])
+                        .inc();
+                }
                 return Ok(Executed {
                     value,
                     appended: Some(appended.seq),
                 });
             }
-            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::Conflict { .. }) => {
+                metrics.append_conflicts.inc();
+                continue;
+            }
             Err(AppendError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "event log unavailable");
                 return Err(ApiError::unavailable(

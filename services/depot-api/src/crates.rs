@@ -266,6 +266,9 @@ pub(crate) async fn download(
         )));
     };
     state.inner.downloads.count(&canon, &vers);
+    let metrics = depot_telemetry::metrics();
+    metrics.downloads.inc();
+    metrics.download_bytes.inc_by(len);
     let headers = [
         (
             header::CONTENT_TYPE,

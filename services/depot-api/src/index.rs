@@ -84,9 +84,12 @@ pub(crate) async fn load(
     canon: &str,
 ) -> Result<Option<Arc<CachedFile>>, ApiError> {
     let cache = &state.inner.cache;
+    let lookups = &depot_telemetry::metrics().index_cache;
     if let Some(hit) = cache.get(canon) {
+        lookups.with_label_values(&["hit"]).inc();
         return Ok(hit);
     }
+    lookups.with_label_values(&["miss"]).inc();
     let epoch = cache.epoch.load(Ordering::SeqCst);
     let loaded = Instant::now();
     let row = state.store().index_file(canon).await?;

@@ -10,6 +10,7 @@ mod commands;
 mod crates;
 mod error;
 mod index;
+mod metrics;
 mod publish;
 
 use std::sync::Arc;
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(crates::me))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not found") })
+        .layer(axum::middleware::from_fn(metrics::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

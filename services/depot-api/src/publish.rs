@@ -35,11 +35,36 @@ enum Published {
     AlreadyPending,
 }
 
-/// `PUT /api/v1/crates/new`.
+/// `PUT /api/v1/crates/new`: publishes, and counts the outcome in `depot_publish_total`.
 pub(crate) async fn publish(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let mut outcome = None;
+    let result = publish_inner(state, headers, body, &mut outcome).await;
+    let outcome = outcome.unwrap_or(match &result {
+        Ok(_) => "accepted",
+        Err(e) => match e.status() {
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            status if status.is_server_error() => "error",
+            _ => "invalid",
+        },
+    });
+    depot_telemetry::metrics()
+        .publishes
+        .with_label_values(&[outcome])
+        .inc();
+    result
+}
+
+async fn publish_inner(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
+    outcome: &mut Option<&'static str>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let principal = authenticate(&state, &headers).await?;
@@ -111,6 +136,9 @@ pub(crate) async fn publish(
         return Err(refusal_error(refusal));
     }
     let blob = writer.finish().await?;
+    depot_telemetry::metrics()
+        .upload_bytes
+        .observe(blob.size as f64);
 
     // 5. Append, with the aggregate checked again under optimistic concurrency.
     let upload = VersionUploaded {
@@ -144,23 +172,38 @@ pub(crate) async fn publish(
         "publish recorded"
     );
     if executed.value == Published::AlreadyAccepted {
+        *outcome = Some("duplicate");
         return Ok(success(vec![format!(
             "{name}@{vers} was already published with identical content; nothing changed"
         )]));
     }
 
     // 6. Wait for the outcome.
+    let appended_at = Instant::now();
     let remaining = config.publish_wait.saturating_sub(started.elapsed());
     match wait_for_outcome(&state, &canon, &vers, &cksum, remaining).await? {
-        UploadOutcome::Accepted => Ok(success(Vec::new())),
-        UploadOutcome::Rejected(reasons) => Err(ApiError::many(
-            StatusCode::BAD_REQUEST,
-            reasons.into_iter().map(|r| r.detail).collect(),
-        )),
-        UploadOutcome::Pending => Ok(success(vec![format!(
-            "{name}@{vers} was uploaded and is still being checked; it will appear in the \
+        UploadOutcome::Accepted => {
+            if executed.value == Published::Appended {
+                depot_telemetry::metrics()
+                    .publish_visible
+                    .observe(appended_at.elapsed().as_secs_f64());
+            }
+            Ok(success(Vec::new()))
+        }
+        UploadOutcome::Rejected(reasons) => {
+            *outcome = Some("rejected");
+            Err(ApiError::many(
+                StatusCode::BAD_REQUEST,
+                reasons.into_iter().map(|r| r.detail).collect(),
+            ))
+        }
+        UploadOutcome::Pending => {
+            *outcome = Some("queued");
+            Ok(success(vec![format!(
+                "{name}@{vers} was uploaded and is still being checked; it will appear in the \
              index once it is accepted"
-        )])),
+            )]))
+        }
     }
 }
 

@@ -83,9 +83,19 @@ impl Extractor {
             .await
             .context("opening the extractor's work queue")?;
         tokio::pin!(shutdown);
+        let pending = depot_telemetry::metrics()
+            .consumer_pending
+            .with_label_values(&[CONSUMER]);
+        let mut sample = tokio::time::interval(Duration::from_secs(5));
         loop {
             let delivery = tokio::select! {
                 () = &mut shutdown => return Ok(()),
+                _ = sample.tick() => {
+                    if let Ok(count) = queue.pending().await {
+                        pending.set(i64::try_from(count).unwrap_or(i64::MAX));
+                    }
+                    continue;
+                }
                 next = queue.next() => next,
             };
             match delivery {
@@ -112,7 +122,30 @@ impl Extractor {
             let _ = delivery.ack().await;
             return;
         };
-        match self.process(&envelope, upload).await {
+        let started = std::time::Instant::now();
+        let processed = self.process(&envelope, upload).await;
+        let metrics = depot_telemetry::metrics();
+        metrics
+            .extraction_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &processed {
+            Ok(Outcome::Rejected(rejected)) => {
+                let reason = rejected
+                    .reasons
+                    .first()
+                    .map_or("unknown", |r| r.code.as_str());
+                metrics
+                    .extraction_failures
+                    .with_label_values(&[reason])
+                    .inc();
+            }
+            Ok(Outcome::Accepted(_)) => {}
+            Err(_) => metrics
+                .extraction_failures
+                .with_label_values(&["processing_failed"])
+                .inc(),
+        }
+        match processed {
             Ok(outcome) => match self.append(&envelope, upload, outcome).await {
                 Ok(()) => {
                     if let Err(e) = delivery.ack().await {
@@ -191,7 +224,10 @@ impl Extractor {
         let envelope = Envelope::new(ACTOR, event);
         let subject = depot_events::subject::krate(&depot_index::canonical_name(&upload.name));
         let msg_id = format!("outcome:{}", upload_envelope.id);
-        self.log
+        let metrics = depot_telemetry::metrics();
+        let started = std::time::Instant::now();
+        let appended = self
+            .log
             .append(
                 &subject,
                 Expected::Any,
@@ -200,6 +236,15 @@ impl Extractor {
             )
             .await
             .context("appending the outcome")?;
+        metrics
+            .append_duration
+            .observe(started.elapsed().as_secs_f64());
+        if !appended.duplicate {
+            metrics
+                .events_appended
+                .with_label_values(&[envelope.kind()])
+                .inc();
+        }
         Ok(())
     }
 }

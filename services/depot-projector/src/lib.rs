@@ -178,9 +178,38 @@ impl Projector {
         }
     }
 
+    /// Samples the log head and this projector's checkpoint into the lag metrics every
+    /// `period`, until `shutdown` resolves.
+    pub async fn sample_lag(
+        self,
+        period: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(period);
+        let metrics = depot_telemetry::metrics();
+        let pending = metrics.consumer_pending.with_label_values(&["projector"]);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let (Ok(head), Ok(checkpoint)) = (self.log.head().await, self.checkpoint().await)
+            else {
+                continue;
+            };
+            let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            metrics.log_head.set(as_gauge(head));
+            metrics.projector_applied.set(as_gauge(checkpoint));
+            pending.set(as_gauge(head.saturating_sub(checkpoint)));
+        }
+    }
+
     /// Folds a batch of events (in log order) in one transaction. Events at or below the
     /// checkpoint are skipped, so applying the same events twice changes nothing.
     pub async fn apply(&self, events: &[StoredEvent]) -> anyhow::Result<BatchOutcome> {
+        let started = std::time::Instant::now();
+        let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
         let mut tx = ProjectionTx::begin(&self.store, self.target).await?;
         let checkpoint = tx.checkpoint();
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
@@ -225,6 +254,7 @@ impl Projector {
             }
             last = stored.seq;
             applied += 1;
+            *kinds.entry(envelope.kind().to_owned()).or_default() += 1;
         }
         for (canon, work) in &crates {
             tx.save_crate(
@@ -238,6 +268,21 @@ impl Projector {
         }
         if applied > 0 {
             tx.commit(last).await?;
+            let metrics = depot_telemetry::metrics();
+            metrics
+                .projector_batch
+                .observe(started.elapsed().as_secs_f64());
+            for (kind, count) in &kinds {
+                metrics
+                    .projector_events
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(*count);
+            }
+            if self.target == Target::Active {
+                metrics
+                    .projector_applied
+                    .set(i64::try_from(last).unwrap_or(i64::MAX));
+            }
         }
         Ok(BatchOutcome {
             checkpoint: last,

@@ -20,6 +20,15 @@ pub(crate) struct Settings {
     )]
     pub listen: SocketAddr,
 
+    /// Address of the Prometheus metrics listener (`/metrics`); `off` disables it.
+    #[arg(
+        long,
+        env = "DEPOT_METRICS_LISTEN",
+        default_value = "127.0.0.1:9898",
+        global = true
+    )]
+    pub metrics_listen: String,
+
     /// URL cargo reaches Depot at (used in config.json). Defaults to http://<listen address>.
     #[arg(long, env = "DEPOT_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,

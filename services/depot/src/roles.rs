@@ -154,6 +154,15 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
         welcome_first_user(log.as_ref(), &public_url).await?;
     }
 
+    let metrics_listener = match settings.metrics_listen.as_str() {
+        "off" => None,
+        address => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -163,6 +172,29 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
     };
     let mut tasks = tokio::task::JoinSet::new();
 
+    if let Some(listener) = metrics_listener {
+        let address = listener.local_addr()?;
+        tracing::info!("metrics on http://{address}/metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    depot_telemetry::encode(),
+                )
+            }),
+        );
+        let stop = stopped();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("metrics listener failed")
+        });
+    }
     if roles.projector {
         let projector = Projector::new(
             log.clone(),
@@ -170,6 +202,9 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             Some(notifier.clone()),
             Target::Active,
         );
+        let sampler = projector.clone();
+        let stop = stopped();
+        tasks.spawn(async move { sampler.sample_lag(Duration::from_secs(5), stop).await });
         let stop = stopped();
         tasks.spawn(async move { projector.run(stop).await.context("projector failed") });
     }

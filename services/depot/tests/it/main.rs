@@ -6,6 +6,7 @@
 mod support;
 
 mod cargo_e2e;
+mod metrics;
 mod race;
 mod read_side;
 mod replay;

@@ -65,6 +65,7 @@ impl TestDepot {
         let mut env: Vec<(String, String)> = vec![
             ("DEPOT_DATA_DIR".into(), data.path().display().to_string()),
             ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
+            ("DEPOT_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info".into()),
         ];
         let db = match setup {
@@ -121,6 +122,18 @@ impl TestDepot {
             store,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The Prometheus metrics URL (`http://127.0.0.1:PORT/metrics`), from the server's log.
+    pub(crate) fn metrics_url(&self) -> String {
+        let output = self.output.lock().unwrap();
+        output
+            .lines()
+            .filter_map(|line| line.split("metrics on ").nth(1))
+            .next_back()
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the server logs its metrics address")
+            .to_owned()
     }
 
     /// Stops the server (like a crash: SIGKILL) and starts it again on the same data.
