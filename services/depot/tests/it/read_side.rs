@@ -205,3 +205,56 @@ async fn startup_fails_fast_with_a_clear_message() {
 }
 
 on_both_setups!(index_files_etags_paths_and_downloads);
+
+/// The zero-setup first start creates `admin` and prints its token and the cargo config.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_prints_a_working_admin_token() {
+    let mut depot = TestDepot::start_on(Setup::Embedded, &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let token = loop {
+        let stdout = depot.stdout();
+        if let Some(token) = stdout
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("depot_"))
+        {
+            assert!(
+                stdout.contains(&format!("index = \"{}\"", depot.index_url())),
+                "{stdout}"
+            );
+            assert!(stdout.contains("cargo login --registry depot"), "{stdout}");
+            break token.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token printed: {stdout}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let me = |depot: &TestDepot| {
+        depot
+            .http
+            .get(format!("{}/api/v1/me", depot.url))
+            .header("Authorization", token.clone())
+            .send()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let res = me(&depot).await.unwrap();
+        if res.status() == 200 {
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["user"]["login"], "admin");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admin token never worked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Only on the first start.
+    depot.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!depot.stdout().contains("depot_"), "{}", depot.stdout());
+    assert_eq!(me(&depot).await.unwrap().status(), 200);
+}

@@ -124,6 +124,17 @@ impl TestDepot {
         }
     }
 
+    /// What the server printed on standard output so far.
+    pub(crate) fn stdout(&self) -> String {
+        self.output
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.strip_prefix("stdout: "))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
     /// The Prometheus metrics URL (`http://127.0.0.1:PORT/metrics`), from the server's log.
     pub(crate) fn metrics_url(&self) -> String {
         let output = self.output.lock().unwrap();
@@ -175,11 +186,22 @@ impl TestDepot {
 fn spawn_serve(env: &[(String, String)]) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = depot_command(env)
         .arg("serve")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start depot serve");
     let output = Arc::new(Mutex::new(String::new()));
+    // Standard output (the first-start welcome) goes to the same buffer, marked.
+    let stdout = child.stdout.take().expect("stdout");
+    let stdout_sink = Arc::clone(&output);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut out = stdout_sink.lock().unwrap();
+            out.push_str("stdout: ");
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().expect("stderr");
     let sink = Arc::clone(&output);
