@@ -7,6 +7,7 @@ mod support;
 
 mod cargo_e2e;
 mod metrics;
+mod prometheus;
 mod race;
 mod read_side;
 mod replay;
