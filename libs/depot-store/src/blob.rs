@@ -156,18 +156,6 @@ impl BlobStore {
         }
         Ok(())
     }
-
-    /// Reads a whole blob into memory (for the extractor, which caps sizes itself).
-    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(path) = self.path(key) else {
-            return Ok(None);
-        };
-        match fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
 impl BlobWriter {
@@ -242,12 +230,17 @@ mod tests {
         );
         assert_eq!(blob.size, 11);
         assert_eq!(
-            store.read(&blob.key).await.unwrap().unwrap(),
+            std::fs::read(store.path(&blob.key).unwrap()).unwrap(),
             b"hello world"
         );
+        assert_eq!(
+            store.sha256_of(&blob.key).await.unwrap().unwrap(),
+            blob.sha256
+        );
+        assert!(store.path("sha256/../../etc/passwd").is_none());
         assert!(
             store
-                .read("sha256/../../etc/passwd")
+                .open_blob("sha256/../../etc/passwd")
                 .await
                 .unwrap()
                 .is_none()

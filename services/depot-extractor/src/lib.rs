@@ -187,20 +187,35 @@ impl Extractor {
         envelope: &Envelope,
         upload: &VersionUploaded,
     ) -> anyhow::Result<Outcome> {
-        let Some(bytes) = self.blobs.read(&upload.blob).await? else {
-            anyhow::bail!(
+        let missing = || {
+            anyhow::anyhow!(
                 "blob {} of {} {} is missing",
                 upload.blob,
                 upload.name,
                 upload.vers
-            );
+            )
         };
+        let path = self.blobs.path(&upload.blob).ok_or_else(missing)?;
+        if !tokio::fs::try_exists(&path).await? {
+            return Err(missing());
+        }
         let config = Arc::clone(&self.config);
         let upload = upload.clone();
         let pubtime = envelope.at.to_pubtime();
-        tokio::task::spawn_blocking(move || check(&config, &upload, &bytes, pubtime))
-            .await
-            .context("the checking task panicked")
+        // The file is read as a stream (twice: hash, then archive): memory stays constant
+        // whatever the crate's size.
+        tokio::task::spawn_blocking(move || {
+            let open = || -> std::io::Result<std::io::BufReader<std::fs::File>> {
+                Ok(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    std::fs::File::open(&path)?,
+                ))
+            };
+            let actual = sha256_hex(open()?)?;
+            Ok(check(&config, &upload, &actual, open()?, pubtime))
+        })
+        .await
+        .context("the checking task panicked")?
     }
 
     async fn append(
@@ -256,11 +271,13 @@ fn reason(code: &str, detail: impl Into<String>) -> RejectionReason {
     }
 }
 
-/// The pure check of an upload: checksum, archive, manifest, agreement with the metadata.
+/// The check of an upload whose stored file has checksum `actual` and reads from `file`:
+/// checksum, archive, manifest, agreement with the metadata.
 pub fn check(
     config: &ExtractorConfig,
     upload: &VersionUploaded,
-    bytes: &[u8],
+    actual: &str,
+    file: impl std::io::Read,
     pubtime: String,
 ) -> Outcome {
     let reject = |reasons: Vec<RejectionReason>| {
@@ -270,7 +287,6 @@ pub fn check(
             reasons,
         })
     };
-    let actual = sha256_hex(bytes);
     if actual != upload.cksum {
         return reject(vec![reason(
             "checksum_mismatch",
@@ -301,7 +317,7 @@ pub fn check(
         }
     };
     let contents = match depot_cratefile::tarball::inspect(
-        bytes,
+        file,
         &upload.name,
         &upload.vers,
         &config.tarball_limits,
@@ -353,9 +369,11 @@ pub fn check(
     }))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+fn sha256_hex(mut file: impl std::io::Read) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A stable machine code per kind of archive problem.
