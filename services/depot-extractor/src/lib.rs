@@ -35,6 +35,8 @@ pub struct ExtractorConfig {
     pub publish_limits: PublishLimits,
     /// How often a failing upload is retried before it is rejected.
     pub max_deliver: u32,
+    /// How many uploads are checked at the same time in this process.
+    pub workers: usize,
 }
 
 /// The extractor worker.
@@ -66,6 +68,40 @@ impl Extractor {
 
     /// Consumes uploads until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        // `workers` competing consumers of the one durable queue: uploads are checked in
+        // parallel, so one slow crate does not hold up the others.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..self.config.workers.max(1) {
+            let extractor = self.clone();
+            let mut stopped = stopped.clone();
+            workers.spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                extractor.work(worker == 0, stop).await
+            });
+        }
+        tokio::pin!(shutdown);
+        let outcome = tokio::select! {
+            () = &mut shutdown => Ok(()),
+            Some(joined) = workers.join_next() => match joined {
+                Ok(result) => result,
+                Err(e) => Err(anyhow::anyhow!("an extractor worker panicked: {e}")),
+            },
+        };
+        let _ = stop.send(true);
+        while workers.join_next().await.is_some() {}
+        outcome
+    }
+
+    /// One worker: takes uploads from the queue until `shutdown`; the first one also samples
+    /// the queue's backlog into `depot_consumer_pending_events`.
+    async fn work(
+        &self,
+        samples: bool,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let mut queue = self
             .log
             .work_queue(
@@ -90,7 +126,7 @@ impl Extractor {
         loop {
             let delivery = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                _ = sample.tick() => {
+                _ = sample.tick(), if samples => {
                     if let Ok(count) = queue.pending().await {
                         pending.set(i64::try_from(count).unwrap_or(i64::MAX));
                     }

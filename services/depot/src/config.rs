@@ -98,6 +98,15 @@ pub(crate) struct Settings {
     )]
     pub allowed_registries: Vec<String>,
 
+    /// How many uploads one extractor process checks at the same time.
+    #[arg(
+        long,
+        env = "DEPOT_EXTRACTOR_WORKERS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub extractor_workers: usize,
+
     /// Seconds a publish waits for its version to be visible in the index before answering.
     #[arg(
         long,

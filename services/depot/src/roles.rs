@@ -216,6 +216,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
                 tarball_limits: settings.tarball_limits(&public_url),
                 publish_limits: settings.publish_limits(&public_url),
                 max_deliver: 5,
+                workers: settings.extractor_workers,
             },
         );
         let stop = stopped();
