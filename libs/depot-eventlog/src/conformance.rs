@@ -27,7 +27,7 @@ use futures::future::join_all;
 use tokio::time::{Instant, timeout};
 
 use crate::{
-    AppendError, Appended, Delivery, EventLog, EventStream, Expected, LogError, Notifier,
+    AppendError, Appended, Delivery, EventLog, EventStream, Expected, LogError, NewEvent, Notifier,
     StoredEvent, WorkQueue, WorkQueueConfig,
 };
 
@@ -46,6 +46,7 @@ pub const ALL: &[&str] = &[
     "work_queue_competing",
     "concurrent_first_append",
     "concurrent_chains",
+    "append_batch",
 ];
 
 /// How long to wait for something that should happen.
@@ -364,6 +365,180 @@ pub async fn idempotent_append(log: &dyn EventLog) {
         "duplicates must not be stored"
     );
     assert_eq!(log.head().await.expect("head"), 3, "three distinct events");
+}
+
+fn new_event(subject: &str, msg_id: &str, payload: &str) -> NewEvent {
+    NewEvent::new(subject, msg_id, bytes(payload))
+}
+
+fn fresh(seq: u64) -> Appended {
+    Appended {
+        seq,
+        duplicate: false,
+    }
+}
+
+fn duplicate_of(seq: u64) -> Appended {
+    Appended {
+        seq,
+        duplicate: true,
+    }
+}
+
+/// `append_batch` stores events in batch order with consecutive sequences, dedupes ids
+/// already in the log and ids repeated inside the batch, keeps per-subject order, wakes a
+/// follower, rejects an invalid batch as a whole, and handles thousands of events (several
+/// transactions or publish windows) in one call, idempotently when retried.
+pub async fn append_batch(log: &dyn EventLog) {
+    expect_empty(log).await;
+    assert_eq!(
+        log.append_batch(Vec::new()).await.expect("empty batch"),
+        [],
+        "an empty batch appends nothing"
+    );
+    let mut follower = log.read_from(1).await.expect("read_from(1)");
+    assert!(
+        next_event(&mut follower, QUIET).await.is_none(),
+        "nothing to follow yet"
+    );
+    append_ok(log, "crate.batch_a", Expected::Any, "batch-0", "a0").await;
+
+    let batch = vec![
+        new_event("crate.batch_a", "batch-1", "a1"),
+        new_event("crate.batch_b", "batch-2", "b1"),
+        new_event("crate.batch_a", "batch-0", "already in the log"),
+        new_event("crate.batch_a", "batch-3", "a2"),
+        new_event("crate.batch_b", "batch-2", "repeated in the batch"),
+        new_event("principal.p1", "batch-4", "p1"),
+        new_event("crate.batch_b", "batch-5", "b2"),
+    ];
+    let appended = log.append_batch(batch).await.expect("append_batch");
+    assert_eq!(
+        appended,
+        [
+            fresh(2),
+            fresh(3),
+            duplicate_of(1),
+            fresh(4),
+            duplicate_of(3),
+            fresh(5),
+            fresh(6),
+        ],
+        "one result per event, in batch order"
+    );
+    assert_eq!(log.head().await.expect("head"), 6);
+    for (subject, expected) in [
+        (
+            "crate.batch_a",
+            vec![
+                (1, "batch-0", "a0"),
+                (2, "batch-1", "a1"),
+                (4, "batch-3", "a2"),
+            ],
+        ),
+        (
+            "crate.batch_b",
+            vec![(3, "batch-2", "b1"), (6, "batch-5", "b2")],
+        ),
+        ("principal.p1", vec![(5, "batch-4", "p1")]),
+    ] {
+        let events = log.read_subject(subject, 0).await.expect("read_subject");
+        let got: Vec<_> = events
+            .iter()
+            .map(|event| {
+                (
+                    event.seq,
+                    event.msg_id.clone().unwrap_or_default(),
+                    event.payload.clone(),
+                )
+            })
+            .collect();
+        let want: Vec<_> = expected
+            .into_iter()
+            .map(|(seq, msg_id, payload)| (seq, msg_id.to_owned(), bytes(payload)))
+            .collect();
+        assert_eq!(got, want, "events of {subject}: duplicates are not stored");
+        assert_eq!(
+            log.last_seq(subject).await.expect("last_seq"),
+            want.last().map_or(0, |event| event.0),
+            "last_seq({subject})"
+        );
+    }
+    for seq in 1..=6 {
+        let event = next_event(&mut follower, PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("the follower did not wake up for seq {seq}"));
+        assert_eq!(event.seq, seq, "the follower sees the batch in order");
+    }
+
+    // One invalid event: nothing of the batch is stored.
+    match log
+        .append_batch(vec![
+            new_event("crate.batch_a", "batch-invalid-1", "x"),
+            new_event("crate.a b", "batch-invalid-2", "x"),
+        ])
+        .await
+    {
+        Err(AppendError::Invalid(_)) => {}
+        other => panic!("a batch with an invalid subject: expected Invalid, got {other:?}"),
+    }
+    match log
+        .append_batch(vec![new_event("crate.batch_a", "", "x")])
+        .await
+    {
+        Err(AppendError::Invalid(_)) => {}
+        other => panic!("a batch with an empty msg_id: expected Invalid, got {other:?}"),
+    }
+    assert_eq!(
+        log.head().await.expect("head"),
+        6,
+        "invalid batches store nothing"
+    );
+
+    // A large batch over three subjects, then the same batch again.
+    const LARGE: u64 = 6_000;
+    let subjects = ["crate.bulk_x", "crate.bulk_y", "crate.bulk_z"];
+    let large: Vec<NewEvent> = (0..LARGE)
+        .map(|i| {
+            new_event(
+                subjects[(i % 3) as usize],
+                &format!("bulk-{i}"),
+                &format!("bulk {i}"),
+            )
+        })
+        .collect();
+    let appended = log.append_batch(large.clone()).await.expect("large batch");
+    let want: Vec<Appended> = (0..LARGE).map(|i| fresh(7 + i)).collect();
+    assert!(
+        appended == want,
+        "the large batch gets consecutive sequences from 7"
+    );
+    assert_eq!(log.head().await.expect("head"), 6 + LARGE);
+    for i in 0..LARGE {
+        let event = next_event(&mut follower, PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("the follower did not get bulk-{i}"));
+        assert_eq!(
+            (event.seq, event.subject.as_str(), event.msg_id.as_deref()),
+            (
+                7 + i,
+                subjects[(i % 3) as usize],
+                Some(format!("bulk-{i}").as_str())
+            ),
+            "the large batch in order"
+        );
+    }
+    let again = log.append_batch(large).await.expect("retried large batch");
+    let want: Vec<Appended> = (0..LARGE).map(|i| duplicate_of(7 + i)).collect();
+    assert!(
+        again == want,
+        "a retried batch is all duplicates of the first sequences"
+    );
+    assert_eq!(log.head().await.expect("head"), 6 + LARGE);
+    assert!(
+        next_event(&mut follower, QUIET).await.is_none(),
+        "a retried batch stores nothing"
+    );
 }
 
 /// Invalid subjects, message ids, queue names and queue configs are rejected as invalid.

@@ -10,6 +10,7 @@ use futures::Stream;
 use futures::stream::BoxStream;
 
 use crate::error::{AppendError, LogError};
+use crate::names::{validate_msg_id, validate_subject};
 
 /// One event as stored in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,40 @@ pub struct StoredEvent {
     pub msg_id: Option<String>,
     /// The payload exactly as appended.
     pub payload: Bytes,
+}
+
+/// One event of an [`EventLog::append_batch`]: appended to `subject` without an expected
+/// sequence ([`Expected::Any`]), deduplicated by `msg_id` like [`EventLog::append`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The aggregate subject, e.g. `crate.serde`.
+    pub subject: String,
+    /// The idempotency key, unique across the whole log.
+    pub msg_id: String,
+    /// The payload to store.
+    pub payload: Bytes,
+}
+
+impl NewEvent {
+    /// An event for `subject` with message id `msg_id`.
+    pub fn new(subject: impl Into<String>, msg_id: impl Into<String>, payload: Bytes) -> Self {
+        Self {
+            subject: subject.into(),
+            msg_id: msg_id.into(),
+            payload,
+        }
+    }
+
+    /// Checks the subject and the message id, as [`EventLog::append`] does.
+    pub(crate) fn validate(&self) -> Result<(), AppendError> {
+        validate_subject("subject", &self.subject, false).map_err(AppendError::Invalid)?;
+        validate_msg_id(&self.msg_id).map_err(AppendError::Invalid)
+    }
+}
+
+/// Checks every event of a batch before anything is appended.
+pub(crate) fn validate_batch(events: &[NewEvent]) -> Result<(), AppendError> {
+    events.iter().try_for_each(NewEvent::validate)
 }
 
 /// The optimistic-concurrency condition of an append.
@@ -72,6 +107,36 @@ pub trait EventLog: Send + Sync + fmt::Debug {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<Appended, AppendError>;
+
+    /// Appends many events, in order, each as [`append`](Self::append) with
+    /// [`Expected::Any`] would: result `i` belongs to `events[i]`.
+    ///
+    /// Message ids deduplicate per event, against the log and within the batch: an id that is
+    /// already stored, or that occurs earlier in the batch, yields `duplicate: true` with the
+    /// first event's sequence. Events are stored in batch order, so events of one subject keep
+    /// their relative order (the JetStream log's one exception: an event whose publish failed
+    /// transiently can land after later events of its window, see
+    /// [`JetStreamLog`](crate::JetStreamLog)). Every subject and id is checked first: an
+    /// [`AppendError::Invalid`] batch stores nothing. Transient failures are retried per event
+    /// (same id, bounded) as in `append`.
+    ///
+    /// The batch is not atomic: after an error a prefix of it (on JetStream, possibly some
+    /// later events too) may be stored. Retrying the whole batch with the same ids is
+    /// idempotent within the backend's dedupe horizon.
+    ///
+    /// The default implementation appends one event after another; backends override it to
+    /// amortise their per-append cost (one transaction per chunk, pipelined publishes).
+    async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, AppendError> {
+        validate_batch(&events)?;
+        let mut appended = Vec::with_capacity(events.len());
+        for event in events {
+            appended.push(
+                self.append(&event.subject, Expected::Any, &event.msg_id, event.payload)
+                    .await?,
+            );
+        }
+        Ok(appended)
+    }
 
     /// The sequence of the last event on `subject`, 0 if it has none.
     async fn last_seq(&self, subject: &str) -> Result<u64, LogError>;

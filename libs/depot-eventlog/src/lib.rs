@@ -5,7 +5,9 @@
 //! (the embedded zero-setup mode, with [`LocalNotifier`] for in-process notifications):
 //!
 //! - [`EventLog::append`] appends one event to an aggregate subject (e.g. `crate.serde`) with
-//!   optimistic concurrency per subject ([`Expected`]) and an idempotency key (message id).
+//!   optimistic concurrency per subject ([`Expected`]) and an idempotency key (message id);
+//!   [`EventLog::append_batch`] appends many unconditional events at once (imports, tests,
+//!   benchmarks).
 //! - [`EventLog::read_subject`] / [`EventLog::last_seq`] load one aggregate.
 //! - [`EventLog::read_from`] replays the whole log in order and then follows it (projector).
 //! - [`EventLog::work_queue`] opens a durable competing consumer with acks and redelivery
@@ -28,8 +30,8 @@ pub mod conformance;
 
 pub use error::{AppendError, BoxError, LogError};
 pub use event_log::{
-    Appended, Delivery, DeliveryAcker, EventLog, EventStream, Expected, Notifier, StoredEvent,
-    WorkQueue, WorkQueueConfig,
+    Appended, Delivery, DeliveryAcker, EventLog, EventStream, Expected, NewEvent, Notifier,
+    StoredEvent, WorkQueue, WorkQueueConfig,
 };
 pub use jetstream::{ConnectError, JetStreamConfig, JetStreamLog, NatsNotifier};
 pub use local_notifier::LocalNotifier;

@@ -105,6 +105,7 @@ conformance_tests!(
     work_queue_competing,
     concurrent_first_append,
     concurrent_chains,
+    append_batch,
 );
 
 #[tokio::test]

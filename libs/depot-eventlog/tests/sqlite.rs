@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use depot_eventlog::{
-    AppendError, Delivery, EventLog, EventStream, Expected, LocalNotifier, Notifier, OpenError,
-    SqliteLog, WorkQueue, WorkQueueConfig, conformance,
+    AppendError, Appended, Delivery, EventLog, EventStream, Expected, LocalNotifier, LogError,
+    NewEvent, Notifier, OpenError, SqliteLog, StoredEvent, WorkQueue, WorkQueueConfig, conformance,
 };
 use futures::StreamExt;
 use futures::future::join_all;
@@ -111,6 +111,7 @@ conformance_tests!(
     work_queue_competing,
     concurrent_first_append,
     concurrent_chains,
+    append_batch,
 );
 
 #[tokio::test]
@@ -442,6 +443,82 @@ async fn waiters_wake_promptly() {
         );
         redelivery.ack().await.expect("ack");
     }
+}
+
+/// A batch wakes a waiting follower at once, not on the fallback poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_batch_wakes_followers_promptly() {
+    let (_dir, log) = fresh_log().await;
+    let mut events = log.read_from(1).await.expect("read_from");
+    let follower = tokio::spawn(async move {
+        let seq = next_event(&mut events, PATIENCE).await;
+        (seq, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let appended_at = Instant::now();
+    let batch = (0..3)
+        .map(|i| NewEvent::new("crate.prompt", format!("pb-{i}"), bytes("p")))
+        .collect();
+    log.append_batch(batch).await.expect("append_batch");
+    let (seq, followed_at) = follower.await.expect("follower");
+    assert_eq!(seq, Some(1));
+    assert!(
+        followed_at - appended_at < PROMPT,
+        "read_from woke after {:?}",
+        followed_at - appended_at
+    );
+}
+
+/// A log that keeps the trait's default `append_batch` (one `append` per event).
+#[derive(Debug)]
+struct OneByOne(SqliteLog);
+
+#[async_trait::async_trait]
+impl EventLog for OneByOne {
+    async fn append(
+        &self,
+        subject: &str,
+        expected: Expected,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, AppendError> {
+        self.0.append(subject, expected, msg_id, payload).await
+    }
+
+    async fn last_seq(&self, subject: &str) -> Result<u64, LogError> {
+        self.0.last_seq(subject).await
+    }
+
+    async fn read_subject(
+        &self,
+        subject: &str,
+        after_seq: u64,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        self.0.read_subject(subject, after_seq).await
+    }
+
+    async fn head(&self) -> Result<u64, LogError> {
+        self.0.head().await
+    }
+
+    async fn read_from(&self, from_seq: u64) -> Result<EventStream, LogError> {
+        self.0.read_from(from_seq).await
+    }
+
+    async fn work_queue(
+        &self,
+        name: &str,
+        config: WorkQueueConfig,
+    ) -> Result<Box<dyn WorkQueue>, LogError> {
+        self.0.work_queue(name, config).await
+    }
+}
+
+/// The trait's default `append_batch` passes the batch conformance case too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_append_batch_conforms() {
+    let (_dir, log) = fresh_log().await;
+    conformance::append_batch(&OneByOne(log)).await;
 }
 
 /// `next()` cancelled at arbitrary points (tiny timeouts) loses no delivery: nothing waits

@@ -15,7 +15,7 @@ mod store;
 pub use blob::{BlobStore, BlobWriter, StoredBlob};
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
-pub use projection::{ProjectionTx, Target};
+pub use projection::{CrateSave, ProjectionTx, Target};
 pub use store::{
     CrateVersions, Generation, IndexFileRow, SearchHit, Store, StoredVersion, TokenRow,
     UploadOutcome, VersionSummary,

@@ -5,22 +5,27 @@
 //! delivers it again. After each commit it announces the crates it changed on the notifier, so
 //! api instances drop cached index files and wake publishes waiting for their version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use depot_eventlog::{EventLog, Notifier, StoredEvent};
-use depot_events::{CrateState, Envelope, Event, Timestamp};
-use depot_store::{ProjectionTx, Store, Target};
+use depot_events::{CrateState, DecodeError, Envelope, Event, Timestamp};
+use depot_store::{CrateSave, ProjectionTx, Store, Target};
 use futures::StreamExt as _;
 
 /// The notifier topic on which changed crates (canonical names) are announced.
 pub const CRATE_CHANGED_TOPIC: &str = "crate-changed";
 
-/// Most events folded in one transaction.
+/// Most events folded in one transaction while following the log.
 const MAX_BATCH: usize = 500;
+
+/// Most events, and payload bytes, folded in one transaction by a catch-up (a replay): larger
+/// batches save a crate touched by several of their events once.
+const CATCH_UP_BATCH: usize = 2_000;
+const CATCH_UP_BATCH_BYTES: usize = 32 << 20;
 
 /// A running fold of the log into one set of read models.
 #[derive(Debug, Clone)]
@@ -98,6 +103,9 @@ impl Projector {
 
     /// Applies the events up to `until` (or up to the current head, if lower), reporting the
     /// checkpoint after each batch; returns the final checkpoint.
+    ///
+    /// The next batch is read and decoded while the current one is written (see
+    /// [`read_ahead`]).
     pub async fn catch_up_to(
         &self,
         until: u64,
@@ -109,15 +117,10 @@ impl Projector {
             if checkpoint >= target {
                 return Ok(checkpoint);
             }
-            let mut stream = self
-                .log
-                .read_from(checkpoint + 1)
-                .await?
-                .ready_chunks(MAX_BATCH);
-            while let Some(chunk) = stream.next().await {
-                let mut events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-                events.retain(|e| e.seq <= target);
-                let outcome = self.apply(&events).await?;
+            let mut batches = read_ahead(Arc::clone(&self.log), checkpoint + 1, target).await?;
+            while let Some(batch) = batches.recv().await {
+                let (events, envelopes) = batch?;
+                let outcome = self.apply_decoded(&events, envelopes).await?;
                 self.announce(&outcome).await;
                 progress(outcome.checkpoint);
                 if outcome.gap || outcome.checkpoint >= target {
@@ -208,64 +211,59 @@ impl Projector {
     /// Folds a batch of events (in log order) in one transaction. Events at or below the
     /// checkpoint are skipped, so applying the same events twice changes nothing.
     pub async fn apply(&self, events: &[StoredEvent]) -> anyhow::Result<BatchOutcome> {
+        self.apply_decoded(events, decode_all(events)).await
+    }
+
+    /// [`apply`](Self::apply) with the envelopes decoded already (`envelopes[i]` of
+    /// `events[i]`); decoding errors count only for events that are folded.
+    async fn apply_decoded(
+        &self,
+        events: &[StoredEvent],
+        envelopes: Vec<Result<Envelope, DecodeError>>,
+    ) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
         let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
         let mut tx = ProjectionTx::begin(&self.store, self.target).await?;
         let checkpoint = tx.checkpoint();
+        let (batch, gap) = fold_order(events, envelopes, checkpoint)?;
+        // The crates the batch touches, loaded with one query.
+        let canons: BTreeSet<&str> = batch
+            .iter()
+            .filter_map(|(stored, _)| stored.subject.strip_prefix("crate."))
+            .collect();
+        let canons: Vec<&str> = canons.into_iter().collect();
+        let mut states = tx.load_crates(&canons).await?;
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
-        let mut last = checkpoint;
-        let mut applied = 0;
-        let mut gap = false;
-        for stored in events {
-            // Already applied (redelivery, or a duplicate inside the batch).
-            if stored.seq <= last {
-                continue;
-            }
-            // Sequences are gap-free: a jump means events before this one are missing here.
-            if stored.seq != last + 1 {
-                gap = true;
-                break;
-            }
-            let envelope = Envelope::decode(&stored.payload).map_err(|e| {
-                anyhow::Error::new(UnreadableEvent(format!("event {}: {e}", stored.seq)))
-            })?;
-            if let Event::Unknown { kind, .. } = &envelope.event {
-                return Err(anyhow::Error::new(UnreadableEvent(format!(
-                    "event {} has type `{kind}`, unknown to this version of Depot; upgrade it",
-                    stored.seq
-                ))));
-            }
+        for (stored, envelope) in &batch {
             if let Some(canon) = stored.subject.strip_prefix("crate.") {
                 let work = match crates.get_mut(canon) {
                     Some(work) => work,
-                    None => {
-                        let state = tx.load_crate(canon).await?.unwrap_or_default();
-                        crates.entry(canon.to_owned()).or_insert(CrateWork {
-                            state,
-                            last_seq: stored.seq,
-                            updated_at: envelope.at,
-                            index_changed: None,
-                        })
-                    }
+                    None => crates.entry(canon.to_owned()).or_insert(CrateWork {
+                        state: states.remove(canon).unwrap_or_default(),
+                        last_seq: stored.seq,
+                        updated_at: envelope.at,
+                        index_changed: None,
+                    }),
                 };
-                apply_crate_event(&mut tx, canon, work, stored.seq, &envelope).await?;
+                apply_crate_event(&mut tx, canon, work, stored.seq, envelope);
             } else {
-                apply_principal_event(&mut tx, &envelope).await?;
+                apply_principal_event(&mut tx, envelope).await?;
             }
-            last = stored.seq;
-            applied += 1;
             *kinds.entry(envelope.kind().to_owned()).or_default() += 1;
         }
-        for (canon, work) in &crates {
-            tx.save_crate(
+        let saves: Vec<CrateSave<'_>> = crates
+            .iter()
+            .map(|(canon, work)| CrateSave {
                 canon,
-                &work.state,
-                work.last_seq,
-                work.updated_at,
-                work.index_changed,
-            )
-            .await?;
-        }
+                state: &work.state,
+                last_seq: work.last_seq,
+                updated_at: work.updated_at,
+                index_changed: work.index_changed,
+            })
+            .collect();
+        tx.save_crates(&saves).await?;
+        let applied = batch.len();
+        let last = batch.last().map_or(checkpoint, |(stored, _)| stored.seq);
         if applied > 0 {
             tx.commit(last).await?;
             let metrics = depot_telemetry::metrics();
@@ -302,18 +300,114 @@ struct CrateWork {
     index_changed: Option<(u64, Timestamp)>,
 }
 
-async fn apply_crate_event(
+/// A batch read from the log, with each event's envelope decoded (or why not).
+type DecodedBatch = (Vec<StoredEvent>, Vec<Result<Envelope, DecodeError>>);
+
+fn decode_all(events: &[StoredEvent]) -> Vec<Result<Envelope, DecodeError>> {
+    events
+        .iter()
+        .map(|e| Envelope::decode(&e.payload))
+        .collect()
+}
+
+/// Reads the events `from..=target` in batches of up to [`CATCH_UP_BATCH`] events (or
+/// [`CATCH_UP_BATCH_BYTES`]) and decodes them, in a task of its own that stays one batch ahead
+/// of the receiver: reading and decoding (CPU) overlap the previous batch's transaction
+/// (mostly database time). The task stops at `target`, at a read error (which it passes on) or
+/// when the receiver is dropped.
+async fn read_ahead(
+    log: Arc<dyn EventLog>,
+    from: u64,
+    target: u64,
+) -> anyhow::Result<tokio::sync::mpsc::Receiver<anyhow::Result<DecodedBatch>>> {
+    let mut events = log.read_from(from).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut next = from;
+        while next <= target {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while next <= target && batch.len() < CATCH_UP_BATCH && bytes < CATCH_UP_BATCH_BYTES {
+                let event = match events.next().await {
+                    Some(Ok(event)) if event.seq <= target => event,
+                    // Past the target, which only a gap in the log can cause: fold what we have.
+                    Some(Ok(_)) | None => break,
+                    Some(Err(e)) => {
+                        let _ = sender.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                next = event.seq + 1;
+                bytes += event.payload.len();
+                batch.push(event);
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let decoded = tokio::task::spawn_blocking(move || {
+                let envelopes = decode_all(&batch);
+                (batch, envelopes)
+            })
+            .await
+            .context("decoding events");
+            let stop = decoded.is_err();
+            if sender.send(decoded).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
+}
+
+/// The events of `events` that follow `checkpoint` without a gap, with their envelopes, and
+/// whether a gap (events missing before one of them, as after a generation switch) cut them
+/// short. Events at or below the checkpoint (redeliveries, duplicates inside the batch) are
+/// skipped; an event to fold that could not be decoded, or has a type this build does not
+/// know, is an error.
+fn fold_order(
+    events: &[StoredEvent],
+    envelopes: Vec<Result<Envelope, DecodeError>>,
+    checkpoint: u64,
+) -> anyhow::Result<(Vec<(&StoredEvent, Envelope)>, bool)> {
+    let mut batch = Vec::with_capacity(events.len());
+    let mut last = checkpoint;
+    for (stored, envelope) in events.iter().zip(envelopes) {
+        if stored.seq <= last {
+            continue;
+        }
+        // Sequences are gap-free: a jump means events before this one are missing here.
+        if stored.seq != last + 1 {
+            return Ok((batch, true));
+        }
+        let envelope = envelope.map_err(|e| {
+            anyhow::Error::new(UnreadableEvent(format!("event {}: {e}", stored.seq)))
+        })?;
+        if let Event::Unknown { kind, .. } = &envelope.event {
+            return Err(anyhow::Error::new(UnreadableEvent(format!(
+                "event {} has type `{kind}`, unknown to this version of Depot; upgrade it",
+                stored.seq
+            ))));
+        }
+        batch.push((stored, envelope));
+        last = stored.seq;
+    }
+    Ok((batch, false))
+}
+
+/// Folds one crate event: the aggregate, and the version rows (recorded in `tx`, written when
+/// the batch's crates are saved).
+fn apply_crate_event(
     tx: &mut ProjectionTx,
     canon: &str,
     work: &mut CrateWork,
     seq: u64,
     envelope: &Envelope,
-) -> anyhow::Result<()> {
+) {
     match &envelope.event {
         Event::VersionUploaded(upload) => {
             // An upload of a version that is already live is ignored by the aggregate too.
             if work.state.live_version(&upload.vers).is_none() {
-                tx.insert_upload(canon, seq, upload, envelope.at).await?;
+                tx.insert_upload(canon, seq, upload, envelope.at);
             }
         }
         Event::VersionAccepted(outcome) => {
@@ -323,20 +417,18 @@ async fn apply_crate_event(
                 &outcome.cksum,
                 &outcome.entry,
                 &outcome.metadata,
-            )
-            .await?;
+            );
             work.index_changed = Some((seq, envelope.at));
         }
         Event::VersionRejected(outcome) => {
-            tx.reject(canon, &outcome.vers, &outcome.cksum, &outcome.reasons)
-                .await?;
+            tx.reject(canon, &outcome.vers, &outcome.cksum, &outcome.reasons);
         }
         Event::VersionYanked(toggle) => {
-            tx.set_yanked(canon, &toggle.vers, true).await?;
+            tx.set_yanked(canon, &toggle.vers, true);
             work.index_changed = Some((seq, envelope.at));
         }
         Event::VersionUnyanked(toggle) => {
-            tx.set_yanked(canon, &toggle.vers, false).await?;
+            tx.set_yanked(canon, &toggle.vers, false);
             work.index_changed = Some((seq, envelope.at));
         }
         Event::OwnersAdded(_) | Event::OwnersRemoved(_) => {}
@@ -351,7 +443,6 @@ async fn apply_crate_event(
     work.state.apply(envelope);
     work.last_seq = seq;
     work.updated_at = envelope.at;
-    Ok(())
 }
 
 async fn apply_principal_event(tx: &mut ProjectionTx, envelope: &Envelope) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ mod reader;
 mod work_queue;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Context, message::StreamMessage, stream};
@@ -23,7 +24,7 @@ use bytes::Bytes;
 
 use crate::error::{AppendError, BoxError, LogError};
 use crate::event_log::{
-    Appended, EventLog, EventStream, Expected, StoredEvent, WorkQueue, WorkQueueConfig,
+    Appended, EventLog, EventStream, Expected, NewEvent, StoredEvent, WorkQueue, WorkQueueConfig,
 };
 use crate::names::{validate_name, validate_subject};
 
@@ -160,6 +161,10 @@ pub enum ConnectError {
 ///   Retrying with the same message id reports it as a duplicate.
 /// - Appends retry transient failures for about 5 s (plus one in-flight ack wait of at most
 ///   2 s), so a call returns within about 7 s.
+/// - [`EventLog::append_batch`] pipelines: 1,000 publishes are sent before their acks are
+///   awaited. Events keep batch order unless a publish fails transiently and, retried, lands
+///   after later events of its window that were already stored (a leader change or a
+///   connection loss mid-window); that is logged.
 /// - After a hard server crash, recently acknowledged work-queue deliveries can be
 ///   delivered again (consumer state is written behind); handlers must be idempotent.
 ///   Single-node durability of the events themselves needs `jetstream { sync_interval:
@@ -174,6 +179,8 @@ pub struct JetStreamLog {
     prefix: String,
     /// `{prefix}.events.`
     events_prefix: String,
+    /// Batch windows allowed in flight at once (see `publish::BATCH_WINDOWS_IN_FLIGHT`).
+    batch_windows: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for JetStreamLog {
@@ -305,6 +312,9 @@ impl JetStreamLog {
             stream_name: config.stream.clone(),
             prefix: config.subject_prefix.clone(),
             events_prefix,
+            batch_windows: Arc::new(tokio::sync::Semaphore::new(
+                publish::BATCH_WINDOWS_IN_FLIGHT,
+            )),
         })
     }
 
@@ -466,6 +476,10 @@ impl EventLog for JetStreamLog {
         payload: Bytes,
     ) -> Result<Appended, AppendError> {
         publish::append(self, subject, expected, msg_id, payload).await
+    }
+
+    async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, AppendError> {
+        publish::append_batch(self, events).await
     }
 
     async fn last_seq(&self, subject: &str) -> Result<u64, LogError> {

@@ -10,6 +10,11 @@
 //!   the expected sequence (leader reads) and report a duplicate if it is there.
 //! - Leader elections and in-flight writes on clustered streams answer with no responders,
 //!   timeouts, 10164 or 10158: retried with the same message id, with backoff, bounded.
+//!
+//! A batch is published in windows of [`BATCH_WINDOW`] messages: every publish of the window
+//! is sent, then the acks are awaited in order. A publish that failed transiently (or was not
+//! sent because an earlier send failed) is then appended on its own, with the retries of a
+//! single append; one that failed otherwise fails the batch.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -17,18 +22,27 @@ use std::time::Duration;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{APPEND_RETRY_BUDGET, JetStreamLog};
 use crate::error::{AppendError, LogError};
-use crate::event_log::{Appended, Expected};
+use crate::event_log::{Appended, Expected, NewEvent, validate_batch};
 use crate::names::{validate_msg_id, validate_subject};
 
 /// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
+
+/// Publishes of a batch sent before their acks are awaited. Each unacknowledged publish
+/// holds one of the publish context's 5,000 in-flight permits (sending waits for a free one),
+/// so the windows in flight at once are limited to [`BATCH_WINDOWS_IN_FLIGHT`].
+const BATCH_WINDOW: usize = 1_000;
+/// Batch windows in flight at once per connection: 4 × 1,000 permits, which leaves 1,000 for
+/// single appends, so concurrent batches can never wait on each other's permits forever.
+pub(super) const BATCH_WINDOWS_IN_FLIGHT: usize = 4;
 
 /// JetStream error codes that mean "try again" (EVENTING.md §0.4).
 const TRANSIENT_CODES: [ErrorCode; 3] = [
@@ -144,6 +158,121 @@ pub(super) async fn append(
             }
         }
     }
+}
+
+pub(super) async fn append_batch(
+    log: &JetStreamLog,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Appended>, AppendError> {
+    validate_batch(&events)?;
+    let mut appended = Vec::with_capacity(events.len());
+    for window in events.chunks(BATCH_WINDOW) {
+        let permit = log
+            .batch_windows
+            .acquire()
+            .await
+            .map_err(|err| AppendError::Other(Box::new(err)))?;
+        let acks = publish_window(log, window).await;
+        drop(permit);
+        appended.extend(settle_window(log, window, acks).await?);
+    }
+    Ok(appended)
+}
+
+/// Sends the events of `window` without waiting, then awaits their acks in order. Returns
+/// one outcome per event sent; sending stops at the first failed send (the rest of the
+/// window is left to [`settle_window`]), so as few events as possible overtake a failed one.
+async fn publish_window(
+    log: &JetStreamLog,
+    window: &[NewEvent],
+) -> Vec<Result<PublishAck, PublishError>> {
+    let mut sent = Vec::with_capacity(window.len());
+    for event in window {
+        let message = PublishMessage::build()
+            .payload(event.payload.clone())
+            .message_id(&event.msg_id)
+            .expected_stream(&log.stream_name);
+        let publish = log
+            .publish_js
+            .send_publish(log.full_subject(&event.subject), message)
+            .await;
+        let stop = publish.is_err();
+        sent.push(publish);
+        if stop {
+            break;
+        }
+    }
+    let mut acks = Vec::with_capacity(sent.len());
+    for publish in sent {
+        acks.push(match publish {
+            Ok(ack) => ack.await,
+            Err(err) => Err(err),
+        });
+    }
+    acks
+}
+
+/// Turns the acks of a window into results, appending the events that failed transiently or
+/// were not sent one by one, in batch order, with the retries of [`append`].
+async fn settle_window(
+    log: &JetStreamLog,
+    window: &[NewEvent],
+    acks: Vec<Result<PublishAck, PublishError>>,
+) -> Result<Vec<Appended>, AppendError> {
+    let mut appended = Vec::with_capacity(window.len());
+    let mut highest = 0;
+    let outcomes = acks
+        .into_iter()
+        .map(Some)
+        .chain(std::iter::repeat_with(|| None));
+    for (event, outcome) in window.iter().zip(outcomes) {
+        let result = match outcome {
+            Some(Ok(ack)) => Appended {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            },
+            Some(Err(err)) if classify(&err) != Failure::Transient => {
+                return Err(AppendError::Other(Box::new(err)));
+            }
+            Some(Err(err)) => {
+                tracing::debug!(
+                    event.subject = %event.subject,
+                    event.msg_id = %event.msg_id,
+                    error = %err,
+                    "transient failure in a batch; appending the event again on its own"
+                );
+                resend(log, event).await?
+            }
+            None => resend(log, event).await?,
+        };
+        if !result.duplicate {
+            if result.seq < highest {
+                // Possible only when a retried publish had not landed while later ones of
+                // its window had (a leader change or a connection loss in between).
+                tracing::warn!(
+                    event.subject = %event.subject,
+                    event.msg_id = %event.msg_id,
+                    seq = result.seq,
+                    "a retried batch event landed after later events of its batch"
+                );
+            }
+            highest = highest.max(result.seq);
+        }
+        appended.push(result);
+    }
+    Ok(appended)
+}
+
+/// Appends one event of a batch on its own (unconditionally, same message id).
+async fn resend(log: &JetStreamLog, event: &NewEvent) -> Result<Appended, AppendError> {
+    append(
+        log,
+        &event.subject,
+        Expected::Any,
+        &event.msg_id,
+        event.payload.clone(),
+    )
+    .await
 }
 
 /// After a `WrongLastSequence`: did our message (same id) land after `expected`, or is this a

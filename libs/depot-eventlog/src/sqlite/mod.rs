@@ -13,7 +13,9 @@
 //!   connections; WAL lets them run beside the writer.
 //! - **Appends:** in one transaction: message id lookup first (a retry of a landed append is
 //!   a duplicate even if its expected sequence is stale now, like clustered JetStream), then
-//!   the subject's last sequence against [`Expected`], then the insert.
+//!   the subject's last sequence against [`Expected`], then the insert. A batch
+//!   ([`EventLog::append_batch`]) does the lookup and the insert per event in one transaction
+//!   (one fsync) per [`BATCH_CHUNK`] events.
 //! - **Followers:** a `tokio::sync::watch` of the head sequence is bumped after each commit;
 //!   [`EventLog::read_from`] and idle work queues wait on it (plus a slow fallback poll for
 //!   writers outside this `SqliteLog`, e.g. another process on the same file).
@@ -43,7 +45,8 @@ use tokio::time::Instant;
 
 use crate::error::{AppendError, BoxError, LogError};
 use crate::event_log::{
-    Appended, EventLog, EventStream, Expected, StoredEvent, WorkQueue, WorkQueueConfig,
+    Appended, EventLog, EventStream, Expected, NewEvent, StoredEvent, WorkQueue, WorkQueueConfig,
+    validate_batch,
 };
 use crate::local_notifier::LocalNotifier;
 use crate::names::{validate_msg_id, validate_subject};
@@ -61,6 +64,10 @@ const READ_CONNECTIONS: u32 = 4;
 const APPEND_RETRY_BUDGET: Duration = Duration::from_secs(5);
 const APPEND_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const APPEND_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Most events of an [`EventLog::append_batch`] written in one transaction: bounds how long
+/// the single writer connection is held (other appends wait for it) and the size of the
+/// write-ahead log a commit must sync.
+const BATCH_CHUNK: usize = 5_000;
 /// Idle followers re-check the file this often even without a notification, for writes
 /// made outside this `SqliteLog`. In-process appends wake them at once.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
@@ -125,7 +132,8 @@ pub enum OpenError {
 /// Open it with [`SqliteLog::open`]. Behaviour worth knowing:
 ///
 /// - Every append is one fsynced transaction on the single writer connection: appends are
-///   serialised, a few milliseconds each on an ordinary disk.
+///   serialised, a few milliseconds each on an ordinary disk. [`EventLog::append_batch`]
+///   writes up to 5,000 events per transaction, so bulk appends cost one fsync per chunk.
 /// - Appends retry transient failures (the file locked by another connection past the 5 s
 ///   busy timeout, a full disk) for about 5 s with the same message id, then return
 ///   [`AppendError::Unavailable`].
@@ -372,6 +380,85 @@ impl Inner {
             duplicate: false,
         })
     }
+
+    /// Appends `events` unconditionally in one transaction: per event, the message id lookup
+    /// (which also sees the events inserted earlier in this transaction) and the insert.
+    async fn append_chunk(&self, events: &[NewEvent]) -> Result<Vec<Appended>, AppendError> {
+        let fail = |err| AppendError::from(storage_error("append_batch", err));
+        let appended_at = now_ms();
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let mut results = Vec::with_capacity(events.len());
+        let mut last = None;
+        for event in events {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM events WHERE msg_id = $1")
+                    .bind(&event.msg_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            if let Some(seq) = existing {
+                results.push(Appended {
+                    seq: to_u64(seq),
+                    duplicate: true,
+                });
+                continue;
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO events (subject, msg_id, payload, appended_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING seq",
+            )
+            .bind(&event.subject)
+            .bind(&event.msg_id)
+            .bind(event.payload.as_ref())
+            .bind(appended_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+            let seq = to_u64(seq);
+            last = Some(seq);
+            results.push(Appended {
+                seq,
+                duplicate: false,
+            });
+        }
+        tx.commit().await.map_err(fail)?;
+        if let Some(seq) = last {
+            self.publish_head(seq);
+        }
+        Ok(results)
+    }
+}
+
+/// Bounded retries of transient append failures, with the same message ids and an
+/// exponential backoff.
+struct AppendRetry {
+    started: Instant,
+    backoff: Duration,
+}
+
+impl AppendRetry {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            backoff: APPEND_INITIAL_BACKOFF,
+        }
+    }
+
+    /// Whether to try again after `err` (an append to `subject`, or of a batch): if it is
+    /// transient and the budget is not spent, waits for the backoff and returns true.
+    async fn again(&mut self, subject: &str, err: &AppendError) -> bool {
+        if !err.is_transient() || self.started.elapsed() >= APPEND_RETRY_BUDGET {
+            return false;
+        }
+        tracing::warn!(
+            subject = %subject,
+            error = %err,
+            "append failed transiently; retrying with the same message id"
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(APPEND_MAX_BACKOFF);
+        true
+    }
 }
 
 #[async_trait]
@@ -389,22 +476,36 @@ impl EventLog for SqliteLog {
         let subject = subject.to_owned();
         let msg_id = msg_id.to_owned();
         detached(async move {
-            let started = Instant::now();
-            let mut backoff = APPEND_INITIAL_BACKOFF;
+            let mut retry = AppendRetry::new();
             loop {
                 match inner.append(&subject, expected, &msg_id, &payload).await {
-                    Err(err) if err.is_transient() && started.elapsed() < APPEND_RETRY_BUDGET => {
-                        tracing::warn!(
-                            subject = %subject,
-                            error = %err,
-                            "append failed transiently; retrying with the same message id"
-                        );
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(APPEND_MAX_BACKOFF);
-                    }
+                    Err(err) if retry.again(&subject, &err).await => {}
                     result => return result,
                 }
             }
+        })
+        .await
+    }
+
+    async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, AppendError> {
+        validate_batch(&events)?;
+        let inner = self.inner.clone();
+        detached(async move {
+            let mut appended = Vec::with_capacity(events.len());
+            for chunk in events.chunks(BATCH_CHUNK) {
+                let mut retry = AppendRetry::new();
+                loop {
+                    match inner.append_chunk(chunk).await {
+                        Ok(results) => {
+                            appended.extend(results);
+                            break;
+                        }
+                        Err(err) if retry.again("(batch)", &err).await => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            Ok(appended)
         })
         .await
     }

@@ -1,0 +1,359 @@
+//! The bulk statements of a projection batch: one per table, whatever the number of rows.
+//!
+//! PostgreSQL binds one array per column and reads the rows back with `UNNEST` (one bind per
+//! column, so no bind-parameter limit, and one prepared statement whatever the row count).
+//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`
+//! (bytes travel as hex). Both produce the same stored values as the one-row statements did.
+
+use serde::Serialize;
+use sqlx::postgres::PgBindIterExt as _;
+
+use crate::StoreError;
+use crate::db::Tx;
+
+/// A `versions` row of an upload folded in this batch.
+#[derive(Debug, Serialize)]
+pub(super) struct VersionRow {
+    pub(super) canon: String,
+    pub(super) upload_seq: i64,
+    pub(super) name: String,
+    pub(super) vers: String,
+    pub(super) cksum: String,
+    pub(super) size: i64,
+    pub(super) blob: String,
+    pub(super) uploader: String,
+    pub(super) status: &'static str,
+    pub(super) yanked: bool,
+    pub(super) entry: Option<String>,
+    pub(super) metadata: Option<String>,
+    pub(super) reasons: Option<String>,
+    pub(super) uploaded_at: i64,
+}
+
+/// An `index_files` row.
+#[derive(Debug, Serialize)]
+pub(super) struct IndexFileRow {
+    pub(super) canon: String,
+    pub(super) name: String,
+    #[serde(serialize_with = "as_hex")]
+    pub(super) body: Vec<u8>,
+    pub(super) etag: String,
+    pub(super) last_modified: i64,
+    pub(super) last_seq: i64,
+}
+
+/// A `crates` row.
+#[derive(Debug, Serialize)]
+pub(super) struct CrateRow {
+    pub(super) canon: String,
+    pub(super) name: Option<String>,
+    pub(super) state: String,
+    pub(super) last_seq: i64,
+    pub(super) description: Option<String>,
+    pub(super) keywords: String,
+    pub(super) max_version: Option<String>,
+    pub(super) updated_at: i64,
+}
+
+/// The upsert clause of `index_files`, for `concat!`.
+macro_rules! index_files_on_conflict {
+    () => {
+        " ON CONFLICT (gen, canon) DO UPDATE SET name = EXCLUDED.name, body = EXCLUDED.body, \
+         etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified, \
+         last_seq = EXCLUDED.last_seq"
+    };
+}
+
+/// The upsert clause of `crates`, for `concat!`.
+macro_rules! crates_on_conflict {
+    () => {
+        " ON CONFLICT (gen, canon) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state, \
+         last_seq = EXCLUDED.last_seq, description = EXCLUDED.description, \
+         keywords = EXCLUDED.keywords, max_version = EXCLUDED.max_version, \
+         updated_at = EXCLUDED.updated_at"
+    };
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(bytes))
+}
+
+/// SQLite's parameter: the rows as one JSON array.
+fn json_rows<T: Serialize>(rows: &[T]) -> String {
+    serde_json::to_string(rows).expect("projection rows always serialize")
+}
+
+/// `(canon, state)` of the crates among `canons` that have a row.
+pub(super) async fn crate_states(
+    tx: &mut Tx,
+    gen_: i64,
+    canons: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as("SELECT canon, state FROM crates WHERE gen = $1 AND canon = ANY($2)")
+                .bind(gen_)
+                .bind(canons)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, state FROM crates \
+                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2))",
+            )
+            .bind(gen_)
+            .bind(json_rows(canons))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
+}
+
+/// `(canon, upload_seq, entry, yanked)` of the accepted versions of `canons`, each crate's in
+/// upload order.
+pub(super) async fn accepted_versions(
+    tx: &mut Tx,
+    gen_: i64,
+    canons: &[&str],
+) -> Result<Vec<(String, i64, String, bool)>, StoreError> {
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, entry, yanked FROM versions \
+                 WHERE gen = $1 AND canon = ANY($2) AND status = 'accepted' \
+                 ORDER BY canon, upload_seq",
+            )
+            .bind(gen_)
+            .bind(canons)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, entry, yanked FROM versions \
+                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2)) \
+                 AND status = 'accepted' ORDER BY canon, upload_seq",
+            )
+            .bind(gen_)
+            .bind(json_rows(canons))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
+}
+
+/// `(canon, metadata)` of the versions `(canon, upload_seq)`.
+pub(super) async fn version_metadata(
+    tx: &mut Tx,
+    gen_: i64,
+    keys: &[(&str, i64)],
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, metadata FROM versions WHERE gen = $1 \
+                 AND (canon, upload_seq) IN (SELECT * FROM UNNEST($2::text[], $3::bigint[]))",
+            )
+            .bind(gen_)
+            .bind(keys.iter().map(|(canon, _)| *canon).bind_iter())
+            .bind(keys.iter().map(|(_, seq)| *seq).bind_iter())
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, metadata FROM versions WHERE gen = $1 \
+                 AND (canon, upload_seq) IN (SELECT value->>0, value->>1 FROM json_each($2))",
+            )
+            .bind(gen_)
+            .bind(json_rows(keys))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
+}
+
+/// Inserts new `versions` rows (an existing upload keeps its row).
+pub(super) async fn insert_versions(
+    tx: &mut Tx,
+    gen_: i64,
+    rows: &[VersionRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query(
+                "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
+                 uploader, status, yanked, entry, metadata, reasons, uploaded_at) \
+                 SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::boolean[], \
+                 $12::text[], $13::text[], $14::text[], $15::bigint[]) \
+                 ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
+            )
+            .bind(gen_)
+            .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.upload_seq).bind_iter())
+            .bind(rows.iter().map(|r| r.name.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.vers.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.cksum.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.size).bind_iter())
+            .bind(rows.iter().map(|r| r.blob.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.uploader.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.status).bind_iter())
+            .bind(rows.iter().map(|r| r.yanked).bind_iter())
+            .bind(rows.iter().map(|r| r.entry.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.metadata.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.reasons.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.uploaded_at).bind_iter())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query(
+                "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
+                 uploader, status, yanked, entry, metadata, reasons, uploaded_at) \
+                 SELECT $1, value->>'canon', value->>'upload_seq', value->>'name', \
+                 value->>'vers', value->>'cksum', value->>'size', value->>'blob', \
+                 value->>'uploader', value->>'status', value->>'yanked', value->>'entry', \
+                 value->>'metadata', value->>'reasons', value->>'uploaded_at' \
+                 FROM json_each($2) WHERE true \
+                 ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
+            )
+            .bind(gen_)
+            .bind(json_rows(rows))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts or replaces `index_files` rows (each crate at most once).
+pub(super) async fn upsert_index_files(
+    tx: &mut Tx,
+    gen_: i64,
+    rows: &[IndexFileRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query(concat!(
+                "INSERT INTO index_files (gen, canon, name, body, etag, last_modified, last_seq) \
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bytea[], $5::text[], \
+                 $6::bigint[], $7::bigint[])",
+                index_files_on_conflict!()
+            ))
+            .bind(gen_)
+            .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.name.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.body.as_slice()).bind_iter())
+            .bind(rows.iter().map(|r| r.etag.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.last_modified).bind_iter())
+            .bind(rows.iter().map(|r| r.last_seq).bind_iter())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query(concat!(
+                "INSERT INTO index_files (gen, canon, name, body, etag, last_modified, last_seq) \
+                 SELECT $1, value->>'canon', value->>'name', unhex(value->>'body'), \
+                 value->>'etag', value->>'last_modified', value->>'last_seq' \
+                 FROM json_each($2) WHERE true",
+                index_files_on_conflict!()
+            ))
+            .bind(gen_)
+            .bind(json_rows(rows))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the `index_files` rows of `canons`.
+pub(super) async fn delete_index_files(
+    tx: &mut Tx,
+    gen_: i64,
+    canons: &[&str],
+) -> Result<(), StoreError> {
+    if canons.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query("DELETE FROM index_files WHERE gen = $1 AND canon = ANY($2)")
+                .bind(gen_)
+                .bind(canons)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query(
+                "DELETE FROM index_files \
+                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2))",
+            )
+            .bind(gen_)
+            .bind(json_rows(canons))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts or replaces `crates` rows (each crate at most once).
+pub(super) async fn upsert_crates(
+    tx: &mut Tx,
+    gen_: i64,
+    rows: &[CrateRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query(concat!(
+                "INSERT INTO crates (gen, canon, name, state, last_seq, description, keywords, \
+                 max_version, updated_at) \
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], \
+                 $6::text[], $7::text[], $8::text[], $9::bigint[])",
+                crates_on_conflict!()
+            ))
+            .bind(gen_)
+            .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.name.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.state.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.last_seq).bind_iter())
+            .bind(rows.iter().map(|r| r.description.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.keywords.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.max_version.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.updated_at).bind_iter())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query(concat!(
+                "INSERT INTO crates (gen, canon, name, state, last_seq, description, keywords, \
+                 max_version, updated_at) \
+                 SELECT $1, value->>'canon', value->>'name', value->>'state', \
+                 value->>'last_seq', value->>'description', value->>'keywords', \
+                 value->>'max_version', value->>'updated_at' \
+                 FROM json_each($2) WHERE true",
+                crates_on_conflict!()
+            ))
+            .bind(gen_)
+            .bind(json_rows(rows))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
