@@ -231,24 +231,20 @@ impl Extractor {
                 upload.vers
             )
         };
+        // The file is read as a stream, twice (hash, then archive): memory stays constant
+        // whatever the crate's size.
+        let actual = self
+            .blobs
+            .sha256_of(&upload.blob)
+            .await?
+            .ok_or_else(missing)?;
         let path = self.blobs.path(&upload.blob).ok_or_else(missing)?;
-        if !tokio::fs::try_exists(&path).await? {
-            return Err(missing());
-        }
         let config = Arc::clone(&self.config);
         let upload = upload.clone();
         let pubtime = envelope.at.to_pubtime();
-        // The file is read as a stream (twice: hash, then archive): memory stays constant
-        // whatever the crate's size.
         tokio::task::spawn_blocking(move || {
-            let open = || -> std::io::Result<std::io::BufReader<std::fs::File>> {
-                Ok(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    std::fs::File::open(&path)?,
-                ))
-            };
-            let actual = sha256_hex(open()?)?;
-            Ok(check(&config, &upload, &actual, open()?, pubtime))
+            let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+            Ok(check(&config, &upload, &actual, file, pubtime))
         })
         .await
         .context("the checking task panicked")?
@@ -403,13 +399,6 @@ pub fn check(
         entry,
         metadata,
     }))
-}
-
-fn sha256_hex(mut file: impl std::io::Read) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A stable machine code per kind of archive problem.

@@ -16,7 +16,7 @@ async fn fetch_all(depot: &TestDepot, names: &[&str]) -> Vec<(String, u16, Strin
             .get(format!(
                 "{}/index/{}",
                 depot.url,
-                crate::support::depot_index_path(name)
+                depot_index::index_path(name)
             ))
             .send()
             .await

@@ -319,7 +319,11 @@ impl TestDepot {
     pub(crate) async fn index_file(&self, name: &str) -> (u16, String) {
         let res = self
             .http
-            .get(format!("{}/index/{}", self.url, depot_index_path(name)))
+            .get(format!(
+                "{}/index/{}",
+                self.url,
+                depot_index::index_path(name)
+            ))
             .send()
             .await
             .unwrap();
@@ -370,17 +374,6 @@ fn depot_command(env: &[(String, String)]) -> Command {
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd
-}
-
-/// The sparse path of a crate (cargo's rules, lowercased).
-pub(crate) fn depot_index_path(name: &str) -> String {
-    let name = name.to_ascii_lowercase();
-    match name.len() {
-        1 => format!("1/{name}"),
-        2 => format!("2/{name}"),
-        3 => format!("3/{}/{name}", &name[..1]),
-        _ => format!("{}/{}/{name}", &name[..2], &name[2..4]),
-    }
 }
 
 /// The details of a cargo-format error body.
