@@ -31,4 +31,15 @@ impl StoreError {
             )
         )
     }
+
+    /// Whether the failure is the blob store's disk (or quota) being full.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io(e) if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        )
+    }
 }

@@ -7,9 +7,13 @@ mod cargo_home;
 mod cargo_project;
 mod database;
 mod env;
+mod servers;
 
 pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
 pub use cargo_home::CargoHome;
 pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
 pub use database::TestDatabase;
 pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
+pub use servers::{
+    NATS_SERVER_VAR, PG_BIN_VAR, PgStopMode, PrivateNats, PrivatePostgres, free_port,
+};

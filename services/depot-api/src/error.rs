@@ -93,6 +93,13 @@ impl From<depot_store::StoreError> for ApiError {
         if error.is_unavailable() {
             tracing::warn!(%error, "database unavailable");
             ApiError::unavailable("the registry database is unavailable; try again shortly")
+        } else if error.is_storage_full() {
+            tracing::error!(%error, "blob storage full");
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the registry's storage for crate files is full; nothing was published, try \
+                 again once the operator has freed space",
+            )
         } else {
             ApiError::internal(error)
         }

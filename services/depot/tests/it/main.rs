@@ -6,6 +6,7 @@
 mod support;
 
 mod cargo_e2e;
+mod faults;
 mod load;
 mod metrics;
 mod prometheus;

@@ -44,6 +44,8 @@ pub(crate) enum Setup {
 /// A running Depot.
 pub(crate) struct TestDepot {
     child: Child,
+    /// The subcommand it runs (`serve`, or `api` when the roles run apart).
+    role: &'static str,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
     /// The database of its read models (production setup).
@@ -113,6 +115,7 @@ impl TestDepot {
         };
         TestDepot {
             child,
+            role: "serve",
             url,
             _db: db,
             env,
@@ -151,7 +154,7 @@ impl TestDepot {
     pub(crate) async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, url, output) = spawn_serve(&self.env);
+        let (child, url, output) = spawn_role(&self.env, self.role);
         self.child = child;
         self.url = url;
         self.output = output;
@@ -184,8 +187,13 @@ impl TestDepot {
 
 /// Starts `depot serve` and waits for its listening line: (child, url, output).
 fn spawn_serve(env: &[(String, String)]) -> (Child, String, Arc<Mutex<String>>) {
+    spawn_role(env, "serve")
+}
+
+/// Starts `depot <role>` (`serve` or `api`) and waits for its listening line.
+fn spawn_role(env: &[(String, String)], role: &str) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = depot_command(env)
-        .arg("serve")
+        .arg(role)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -228,7 +236,7 @@ fn spawn_serve(env: &[(String, String)]) -> (Child, String, Arc<Mutex<String>>) 
         Err(_) => {
             let _ = child.kill();
             panic!(
-                "depot serve did not start; its output:\n{}",
+                "depot {role} did not start; its output:\n{}",
                 output.lock().unwrap()
             );
         }
@@ -436,4 +444,183 @@ pub(crate) fn crate_with_manifest(name: &str, vers: &str, manifest: &str, extra:
             format!("// {extra}\n").as_bytes(),
         )
         .build()
+}
+
+impl TestDepot {
+    /// Starts `depot <role>` (`serve`, or `api` with the other roles run apart by
+    /// [`RoleProcess`]) on NATS + PostgreSQL at the given URLs (private servers of a fault test)
+    /// with extra `DEPOT_*` settings.
+    pub(crate) async fn start_on_servers(
+        nats_url: &str,
+        database_url: &str,
+        role: &'static str,
+        extra: &[(&str, &str)],
+    ) -> TestDepot {
+        let data = tempfile::tempdir().expect("temp dir");
+        let prefix = depot_testkit::unique_prefix();
+        let mut env: Vec<(String, String)> = vec![
+            ("DEPOT_DATA_DIR".into(), data.path().display().to_string()),
+            ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
+            ("DEPOT_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
+            ("RUST_LOG".into(), "info".into()),
+            ("DEPOT_NATS_URL".into(), nats_url.to_owned()),
+            ("DEPOT_NATS_STREAM".into(), prefix.to_ascii_uppercase()),
+            ("DEPOT_NATS_PREFIX".into(), prefix.clone()),
+            ("DEPOT_DATABASE_URL".into(), database_url.to_owned()),
+        ];
+        for (k, v) in extra {
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let (child, url, output) = spawn_role(&env, role);
+        let log = JetStreamLog::connect(&JetStreamConfig {
+            stream: prefix.to_ascii_uppercase(),
+            subject_prefix: prefix,
+            ..JetStreamConfig::new(nats_url.to_owned())
+        })
+        .await
+        .expect("connect to the event log");
+        let store = Store::connect(database_url, 2)
+            .await
+            .expect("connect to the read models");
+        TestDepot {
+            child,
+            role,
+            url,
+            _db: None,
+            env,
+            output,
+            data,
+            log: Arc::new(log),
+            store,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Whether the process has exited, and how.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// What the process printed so far (standard error, standard output marked `stdout: `).
+    pub(crate) fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Starts another role (`projector` or `extractor`) with this Depot's settings.
+    pub(crate) fn spawn_role_process(&self, role: &'static str) -> RoleProcess {
+        RoleProcess::start(&self.env, role)
+    }
+
+    /// Every event of the log, in order.
+    pub(crate) async fn events(&self) -> Vec<(u64, depot_events::Envelope)> {
+        let head = self.log_head().await;
+        let mut events = Vec::new();
+        if head == 0 {
+            return events;
+        }
+        let mut stream = self.log.read_from(1).await.expect("read the log");
+        while let Some(event) = futures::StreamExt::next(&mut stream).await {
+            let event = event.expect("read an event");
+            let envelope =
+                depot_events::Envelope::decode(&event.payload).expect("a decodable event");
+            events.push((event.seq, envelope));
+            if event.seq >= head {
+                break;
+            }
+        }
+        events
+    }
+
+    /// GETs a `.crate` through the download endpoint: (status, bytes).
+    pub(crate) async fn download(&self, name: &str, vers: &str) -> (u16, Vec<u8>) {
+        let res = self
+            .http
+            .get(format!("{}/api/v1/crates/{name}/{vers}/download", self.url))
+            .send()
+            .await
+            .expect("download request");
+        let status = res.status().as_u16();
+        (status, res.bytes().await.expect("download body").to_vec())
+    }
+}
+
+/// A role of Depot run as its own process (`depot projector`, `depot extractor`), killed on
+/// drop.
+pub(crate) struct RoleProcess {
+    child: Child,
+    role: &'static str,
+    env: Vec<(String, String)>,
+    output: Arc<Mutex<String>>,
+}
+
+impl RoleProcess {
+    fn start(env: &[(String, String)], role: &'static str) -> RoleProcess {
+        let mut child = depot_command(env)
+            .arg(role)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a depot role");
+        let output = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        RoleProcess {
+            child,
+            role,
+            env: env.to_vec(),
+            output,
+        }
+    }
+
+    /// Sends SIGKILL (a crash) and waits for the process.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the role again with the same settings (after [`RoleProcess::kill`]).
+    pub(crate) fn start_again(&mut self) {
+        self.kill();
+        let fresh = RoleProcess::start(&self.env, self.role);
+        let old = std::mem::replace(self, fresh);
+        self.output
+            .lock()
+            .unwrap()
+            .insert_str(0, &old.output.lock().unwrap());
+    }
+
+    /// Whether the process has exited, and how.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// What the process logged so far.
+    pub(crate) fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RoleProcess {
+    #[expect(
+        clippy::print_stderr,
+        reason = "shows the role's log when a test fails"
+    )]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- depot {} output ---\n{}",
+                self.role,
+                self.output.lock().unwrap()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
