@@ -57,6 +57,18 @@ async fn attempt(
         &metadata(name, vers),
         &crate_bytes(name, vers, &format!("{name} {vers}")),
     );
+    send_publish(http, url, token, name, vers, body).await
+}
+
+/// Sends one publish body and records the answer, whatever it is.
+async fn send_publish(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    name: &str,
+    vers: &str,
+    body: Vec<u8>,
+) -> Attempt {
     let sent = http
         .put(format!("{url}/api/v1/crates/new"))
         .header("Authorization", token)
@@ -143,6 +155,22 @@ fn check_errors(attempts: &[Attempt]) -> BTreeMap<String, usize> {
         );
     }
     statuses
+}
+
+/// Shows what a fault test saw (visible with `--no-capture`, and with a failing test).
+#[expect(clippy::print_stderr, reason = "the figures of a fault run")]
+fn report(test: &str, what: std::fmt::Arguments<'_>) {
+    eprintln!("fault report {test}: {what}");
+}
+
+/// The error and warning lines Depot logged (without the timestamps).
+fn logged_errors(depot: &TestDepot) -> Vec<String> {
+    depot
+        .output()
+        .lines()
+        .filter(|line| line.contains(" ERROR ") || line.contains(" WARN "))
+        .filter_map(|line| line.split_once(' ').map(|(_, rest)| rest.to_owned()))
+        .collect()
 }
 
 /// How Depot came back after a fault.
@@ -307,6 +335,14 @@ async fn postgres_restarted_mid_load() {
     }
     let statuses = check_errors(&attempts);
     let lines = check_invariants(&depot, &attempts).await;
+    report(
+        "postgres_restarted_mid_load",
+        format_args!(
+            "statuses {statuses:?}, recoveries {recoveries:?}, {lines} index lines checked; \
+             logged: {:?}",
+            logged_errors(&depot)
+        ),
+    );
     assert!(
         attempts.iter().any(Attempt::acknowledged),
         "no publish succeeded at all: {statuses:?}"
@@ -354,6 +390,14 @@ async fn nats_restarted_mid_load() {
     }
     let statuses = check_errors(&attempts);
     let lines = check_invariants(&depot, &attempts).await;
+    report(
+        "nats_restarted_mid_load",
+        format_args!(
+            "statuses {statuses:?}, recoveries {recoveries:?}, {lines} index lines checked; \
+             logged: {:?}",
+            logged_errors(&depot)
+        ),
+    );
     assert!(
         attempts.iter().any(Attempt::acknowledged),
         "no publish succeeded at all: {statuses:?}"
@@ -453,6 +497,7 @@ async fn extractor_killed_mid_check_roles_apart() {
     });
     let decided_before_kill = await_upload(&depot, "big", "1.0.0").await;
     extractor.kill();
+    let killed_at = Instant::now();
     extractor.start_again();
     let (status, body) = publish.await.expect("the publishing task");
     assert!(
@@ -467,17 +512,61 @@ async fn extractor_killed_mid_check_roles_apart() {
     }];
     check_errors(&attempts);
     check_invariants(&depot, &attempts).await;
-    let (_, index) = depot.index_file("big").await;
-    assert!(
-        index.contains("\"vers\":\"1.0.0\""),
+    report(
+        "extractor_killed_mid_check_roles_apart",
+        format_args!(
+            "decided before the kill: {decided_before_kill}; publish answered {status} {}; \
+             decided {:?} after the kill",
+            attempts[0].body,
+            killed_at.elapsed()
+        ),
+    );
+    let verdict = await_decided(&depot, "big", "1.0.0").await;
+    assert_eq!(
+        verdict,
+        Ok(()),
         "the large crate is valid and must end accepted (decided before the kill: \
-         {decided_before_kill}): {index}\nextractor:\n{}",
+         {decided_before_kill}); extractor:\n{}",
         extractor.output()
     );
     assert!(
         extractor.exited().is_none(),
         "the extractor must keep running"
     );
+}
+
+/// Waits for the verdict on `name@vers` and, if it is an acceptance, for the version in the
+/// served index; returns the verdict (`Err` with the rejection reasons).
+async fn await_decided(depot: &TestDepot, name: &str, vers: &str) -> Result<(), String> {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let mut verdict = None;
+        for (_, e) in depot.events().await {
+            match &e.event {
+                Event::VersionAccepted(v) if v.entry.name == name && v.vers == vers => {
+                    verdict = Some(Ok(()));
+                }
+                Event::VersionRejected(v) if v.vers == vers => {
+                    verdict = Some(Err(format!("{:?}", v.reasons)));
+                }
+                _ => {}
+            }
+        }
+        if let Some(Err(reasons)) = verdict {
+            return Err(reasons);
+        }
+        if verdict.is_some() {
+            let (status, index) = depot.index_file(name).await;
+            if status == 200 && index.contains(&format!("\"vers\":\"{vers}\"")) {
+                return Ok(());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}@{vers} not decided and visible after {RECOVERY:?} (verdict {verdict:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// `depot serve` killed with SIGKILL while it checks a large crate, then started again.
@@ -499,6 +588,7 @@ async fn serve_killed_mid_check(setup: Setup) {
     });
     let decided_before_kill = await_upload(&depot, "bigserve", "1.0.0").await;
     depot.kill();
+    let killed_at = Instant::now();
     // The request dies with the process: it was never acknowledged.
     let answered = publish.await.expect("the publishing task");
     depot.restart().await;
@@ -512,11 +602,20 @@ async fn serve_killed_mid_check(setup: Setup) {
         Err(_) => Vec::new(),
     };
     check_invariants(&depot, &attempts).await;
-    let (_, index) = depot.index_file("bigserve").await;
-    assert!(
-        index.contains("\"vers\":\"1.0.0\""),
+    report(
+        &format!("serve_killed_mid_check({setup:?})"),
+        format_args!(
+            "decided before the kill: {decided_before_kill}; publish answered {answered:?}; \
+             decided {:?} after the kill",
+            killed_at.elapsed()
+        ),
+    );
+    let verdict = await_decided(&depot, "bigserve", "1.0.0").await;
+    assert_eq!(
+        verdict,
+        Ok(()),
         "the large crate is valid and must end accepted (decided before the kill: \
-         {decided_before_kill}): {index}"
+         {decided_before_kill})"
     );
 }
 
@@ -595,11 +694,17 @@ async fn blob_disk_full(setup: Setup) {
     );
     let body = publish_body(&metadata("toobig", "1.0.0"), &krate);
     let head = depot.log_head().await;
+    let mut refused = Vec::new();
     for _ in 0..3 {
-        let (status, json) = depot.publish_raw(&token, body.clone()).await;
-        assert_eq!(status, 507, "a publish that does not fit: {json}");
+        // A client of its own: the server stops reading the body and closes the connection.
+        let http = reqwest::Client::new();
+        let a = send_publish(&http, &depot.url, &token, "toobig", "1.0.0", body.clone()).await;
+        assert_eq!(a.status, Some(507), "a publish that does not fit: {a:?}");
+        let json: serde_json::Value = serde_json::from_str(&a.body).expect("cargo's format");
         assert!(details(&json).contains("full"), "{json}");
+        refused.push(a);
     }
+    check_errors(&refused);
     assert_eq!(
         depot.log_head().await,
         head,
@@ -623,7 +728,14 @@ async fn blob_disk_full(setup: Setup) {
         status: Some(200),
         body: json.to_string(),
     }];
-    check_invariants(&depot, &attempts).await;
+    let lines = check_invariants(&depot, &attempts).await;
+    report(
+        &format!("blob_disk_full({setup:?})"),
+        format_args!(
+            "507 answered: {:?}; {lines} index lines checked",
+            refused[0].body
+        ),
+    );
     drop(depot);
     drop(disk);
 }
