@@ -356,6 +356,11 @@ async fn postgres_restarted_mid_load() {
         !statuses.contains_key("none"),
         "the api dropped connections: {statuses:?}"
     );
+    assert!(
+        !statuses.contains_key("500"),
+        "a restarting database is a 503, not a 500: {statuses:?}; logged: {:?}",
+        logged_errors(&depot)
+    );
     assert!(lines > 0, "{}", pg.server_log());
 }
 
