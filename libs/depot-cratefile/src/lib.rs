@@ -34,7 +34,9 @@ mod builder;
 #[cfg(feature = "builder")]
 pub use builder::TarballBuilder;
 pub use consistency::{Mismatch, check_consistency};
-pub use platform::normalize_platform;
+pub use platform::{
+    MAX_CFG_DEPTH, MAX_PLATFORM_LEN, PlatformError, check_platform, normalize_platform,
+};
 pub use publish::{
     LocalDependency, PublishDependency, PublishError, PublishLimits, PublishMetadata,
     PublishProblem, ValidatedPublish,

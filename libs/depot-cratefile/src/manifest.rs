@@ -4,11 +4,19 @@
 //! The manifest is walked as a plain TOML table rather than deserialised into a schema, so
 //! fields this registry does not use never make a manifest unreadable, and every error names
 //! the offending key.
+//!
+//! Bounds on hostile manifests: the size is capped by `max_manifest_bytes` before parsing; the
+//! `toml` parser refuses arrays, inline tables and keys (dotted or in `[a.b…]` headers) nested
+//! deeper than its recursion limit of [`TOML_MAX_DEPTH`] levels, so the parsed value (and its
+//! recursive drop) stays shallow; every walk here visits a fixed number of levels; parse errors
+//! are shown as at most [`MAX_ERROR_MESSAGE_CHARS`] characters with their line and column, never
+//! with the offending source line; `[target.'…']` keys pass
+//! [`check_platform`](crate::platform::check_platform) before they are rendered.
 
 use depot_index::{DependencyKind, FeatureMap, IndexDependency};
 use toml::{Table, Value};
 
-use crate::platform::normalize_platform;
+use crate::platform::{check_platform, normalize_platform};
 use crate::registry::{CRATES_IO_INDEX, index_registry};
 use crate::rules::{is_valid_dependency_key, is_valid_rust_version};
 use crate::tarball::TarballError;
@@ -53,8 +61,37 @@ const DEPENDENCY_TABLES: &[(&str, DependencyKind)] = &[
     ("build_dependencies", DependencyKind::Build),
 ];
 
+/// The recursion limit of the `toml` parser (its default build, without the `unbounded`
+/// feature): deeper nesting is a parse error. The tests check it on 100,000-deep input.
+pub(crate) const TOML_MAX_DEPTH: usize = 80;
+
+/// Most characters of a TOML parse error's message kept in the rejection.
+pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
 fn invalid(message: impl Into<String>) -> TarballError {
     TarballError::InvalidManifest(message.into())
+}
+
+/// A TOML parse error as `line L, column C: message`, without the source line `toml` would
+/// quote (which may be megabytes long) and with the message cut to [`MAX_ERROR_MESSAGE_CHARS`].
+fn toml_error(text: &str, error: &toml::de::Error) -> TarballError {
+    let message = error.message().trim_end();
+    let message = match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message.to_owned(),
+    };
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+            let column = before[line_start..].chars().count() + 1;
+            invalid(format!(
+                "TOML parse error at line {line}, column {column}: {message}"
+            ))
+        }
+        None => invalid(format!("TOML parse error: {message}")),
+    }
 }
 
 /// Parses and checks a normalised manifest. `own_index_urls` are the index URLs that mean
@@ -63,8 +100,8 @@ pub(crate) fn parse_manifest(
     text: &str,
     own_index_urls: &[String],
 ) -> Result<Manifest, TarballError> {
-    let table: Table =
-        toml::from_str(text).map_err(|error| invalid(error.to_string().trim_end()))?;
+    let table: Table = toml::from_str(text).map_err(|error| toml_error(text, &error))?;
+    check_targets(&table)?;
 
     if let Some(path) = find_workspace_inheritance(&table) {
         return Err(TarballError::UnresolvedWorkspace(path));
@@ -223,6 +260,17 @@ fn find_workspace_inheritance(table: &Table) -> Option<String> {
     })
 }
 
+/// Checks every `[target.'…']` key against the platform bounds, before anything formats or
+/// parses it.
+fn check_targets(table: &Table) -> Result<(), TarballError> {
+    let Some(Value::Table(targets)) = table.get("target") else {
+        return Ok(());
+    };
+    targets
+        .keys()
+        .try_for_each(|platform| check_platform(platform).map_err(TarballError::InvalidTarget))
+}
+
 fn parse_features(table: &Table) -> Result<FeatureMap, TarballError> {
     let Some(features) = table.get("features") else {
         return Ok(FeatureMap::new());
@@ -353,4 +401,62 @@ fn parse_dependency(
     let registry = registry_index.as_deref().unwrap_or(CRATES_IO_INDEX);
     dep.registry = index_registry(Some(registry), own_index_urls);
     Ok(Some(dep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEEP: usize = 100_000;
+
+    fn package(rest: &str) -> String {
+        format!("[package]\nname = \"foo\"\nversion = \"0.1.0\"\n{rest}")
+    }
+
+    /// Parses `text` on a thread with a 2 MiB stack (the default for spawned threads) and
+    /// returns the error message; a stack overflow aborts the test binary.
+    fn parse_on_small_stack(text: String) -> String {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || match parse_manifest(&text, &[]) {
+                Ok(_) => "accepted".to_owned(),
+                Err(error) => error.to_string(),
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow or panic")
+    }
+
+    #[test]
+    fn deeply_nested_cfg_target_is_refused() {
+        let target = format!("cfg({}unix{})", "not(".repeat(DEEP), ")".repeat(DEEP));
+        let text = package(&format!("[target.'{target}'.dependencies]\nlibc = \"0.2\"\n"));
+        let message = parse_on_small_stack(text);
+        assert!(message.contains("nests deeper than 64 levels"), "{message}");
+        assert!(message.len() < 300, "{message}");
+    }
+
+    #[test]
+    fn deeply_nested_toml_is_refused() {
+        let cases = [
+            ("array", format!("a = {}{}", "[".repeat(DEEP), "]".repeat(DEEP))),
+            (
+                "inline table",
+                format!("a = {}1{}", "{b = ".repeat(DEEP), "}".repeat(DEEP)),
+            ),
+            ("dotted key", format!("{}a = 1", "a.".repeat(DEEP))),
+            ("header", format!("[{}a]\nb = 1", "a.".repeat(DEEP))),
+            ("array of tables", format!("[[{}a]]\nb = 1", "a.".repeat(DEEP))),
+            (
+                "mixed",
+                format!("a = {}{}", "[{b = ".repeat(DEEP), "}]".repeat(DEEP)),
+            ),
+        ];
+        for (what, rest) in cases {
+            let message = parse_on_small_stack(package(&format!("[package.metadata]\n{rest}\n")));
+            assert!(message.starts_with("failed to parse"), "{what}: {message}");
+            assert!(message.contains("recurs"), "{what}: {message}");
+            assert!(message.len() < 1000, "{what}: {} bytes", message.len());
+        }
+    }
 }

@@ -6,13 +6,101 @@
 //! so reading dependencies from it needs the same rendering: the grammar and the spacing follow
 //! cargo's `cargo-platform` crate (only spaces separate tokens; identifiers are ASCII; strings
 //! have no escapes; `r#` raw identifiers keep their prefix).
+//!
+//! Parsing, rendering and dropping an expression recurse once per level of parentheses, so a
+//! platform is bounded before any of that runs: at most [`MAX_PLATFORM_LEN`] bytes and
+//! [`MAX_CFG_DEPTH`] nested parentheses ([`check_platform`]). The depth is counted by a flat scan
+//! of the tokens; nothing recursive ever sees a platform past the bounds.
 
 use std::fmt;
 
+/// Longest platform (`cfg(…)` expression or target triple) accepted, in bytes.
+pub const MAX_PLATFORM_LEN: usize = 4096;
+
+/// Deepest nesting of parentheses in a `cfg(…)` platform; the outer `cfg(` counts as one level.
+pub const MAX_CFG_DEPTH: usize = 64;
+
+/// Why a platform is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Longer than [`MAX_PLATFORM_LEN`].
+    #[error("target `{}` is {len} bytes long, but at most {max} bytes are allowed", preview(.platform))]
+    TooLong {
+        /// The start of the platform.
+        platform: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Parentheses nested deeper than [`MAX_CFG_DEPTH`].
+    #[error("target `{}` nests deeper than {max} levels", preview(.platform))]
+    TooDeep {
+        /// The start of the platform.
+        platform: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// How many characters of a refused platform an error message shows.
+const PREVIEW_CHARS: usize = 40;
+
+/// The first [`PREVIEW_CHARS`] characters of `platform`, with `…` when cut.
+fn preview(platform: &str) -> String {
+    match platform.char_indices().nth(PREVIEW_CHARS) {
+        Some((at, _)) => format!("{}…", &platform[..at]),
+        None => platform.to_owned(),
+    }
+}
+
+/// Checks a platform against [`MAX_PLATFORM_LEN`] and [`MAX_CFG_DEPTH`] without recursing.
+/// Target triples and unparsable text pass when short enough: only the bounds are checked here.
+pub fn check_platform(platform: &str) -> Result<(), PlatformError> {
+    let short = || preview(platform);
+    if paren_depth(platform) > MAX_CFG_DEPTH {
+        return Err(PlatformError::TooDeep {
+            platform: short(),
+            max: MAX_CFG_DEPTH,
+        });
+    }
+    if platform.len() > MAX_PLATFORM_LEN {
+        return Err(PlatformError::TooLong {
+            platform: short(),
+            len: platform.len(),
+            max: MAX_PLATFORM_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// The deepest nesting of parentheses outside string literals (a flat scan).
+fn paren_depth(platform: &str) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut in_string = false;
+    for byte in platform.bytes() {
+        match (in_string, byte) {
+            (false, b'"') | (true, b'"') => in_string = !in_string,
+            (false, b'(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Renders a platform the way cargo writes it in publish metadata: `cfg(...)` expressions are
 /// re-spaced canonically (`cfg(all(unix, target_os = "linux"))`), target triples and anything
-/// cargo could not parse are returned unchanged.
+/// cargo could not parse are returned unchanged, and so is a platform past the bounds of
+/// [`check_platform`] (callers that keep the platform reject those first).
 pub fn normalize_platform(platform: &str) -> String {
+    if check_platform(platform).is_err() {
+        return platform.to_owned();
+    }
     let parsed = platform
         .strip_prefix("cfg(")
         .and_then(|inner| inner.strip_suffix(')'))
@@ -97,6 +185,9 @@ fn tokenize(s: &str) -> Option<Vec<Token<'_>>> {
 struct Parser<'a> {
     tokens: Vec<Token<'a>>,
     at: usize,
+    /// Expressions being parsed (the recursion depth), kept at most [`MAX_CFG_DEPTH`] even if a
+    /// caller skipped [`check_platform`].
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -120,6 +211,16 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self) -> Option<Expr<'a>> {
+        if self.depth >= MAX_CFG_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let expr = self.expr_inner();
+        self.depth -= 1;
+        expr
+    }
+
+    fn expr_inner(&mut self) -> Option<Expr<'a>> {
         match self.next()? {
             Token::Ident(op @ ("all" | "any"), false) => {
                 if !self.eat(&Token::Open) {
@@ -167,6 +268,7 @@ fn parse_cfg(s: &str) -> Option<Expr<'_>> {
     let mut parser = Parser {
         tokens: tokenize(s)?,
         at: 0,
+        depth: 0,
     };
     let expr = parser.expr()?;
     (parser.at == parser.tokens.len()).then_some(expr)
@@ -207,7 +309,7 @@ impl fmt::Display for Expr<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_platform;
+    use super::*;
 
     #[test]
     fn respaces_cfg_expressions() {
@@ -247,5 +349,68 @@ mod tests {
         ] {
             assert_eq!(normalize_platform(input), input);
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    fn nested_not(depth: usize) -> String {
+        format!("cfg({}unix{})", "not(".repeat(depth), ")".repeat(depth))
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, the default for spawned threads.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow or panic");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        on_small_stack(|| {
+            let deep = nested_not(100_000);
+            assert!(matches!(
+                check_platform(&deep),
+                Err(PlatformError::TooDeep { max: MAX_CFG_DEPTH, .. })
+            ));
+            // Too long as well: the depth is what the message names.
+            assert_eq!(normalize_platform(&deep), deep);
+            // The parser bounds itself too.
+            assert!(parse_cfg(&deep[4..deep.len() - 1]).is_none());
+        });
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        // `cfg(` is one level, so `MAX_CFG_DEPTH - 1` `not(`s are the most allowed.
+        let ok = nested_not(MAX_CFG_DEPTH - 1);
+        assert_eq!(check_platform(&ok), Ok(()));
+        assert_eq!(normalize_platform(&ok), ok);
+        let deep = nested_not(MAX_CFG_DEPTH);
+        let error = check_platform(&deep).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "target `cfg(not(not(not(not(not(not(not(not(not(…` nests deeper than 64 levels"
+        );
+    }
+
+    #[test]
+    fn parentheses_in_strings_do_not_count() {
+        let platform = format!("cfg(feature = \"{}\")", "(".repeat(200));
+        assert_eq!(check_platform(&platform), Ok(()));
+    }
+
+    #[test]
+    fn long_platforms_are_refused() {
+        let long = format!("cfg(any({}))", "unix, ".repeat(1000));
+        let error = check_platform(&long).unwrap_err();
+        assert!(matches!(error, PlatformError::TooLong { max: MAX_PLATFORM_LEN, .. }));
+        assert!(error.to_string().contains("at most 4096 bytes"), "{error}");
+        assert_eq!(normalize_platform(&long), long);
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tar::EntryType;
 
 use crate::manifest::{Manifest, Readme, parse_manifest};
+use crate::platform::PlatformError;
 
 /// Caps and registry policy for [`inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +141,9 @@ pub enum TarballError {
     /// `package.rust-version` is not `major[.minor[.patch]]`.
     #[error("invalid rust-version `{0}`: expected `major[.minor[.patch]]` with numbers only")]
     InvalidRustVersion(String),
+    /// A `[target.'…']` key past the platform bounds (length, `cfg` nesting).
+    #[error("failed to parse `Cargo.toml` manifest file: {0}")]
+    InvalidTarget(#[source] PlatformError),
 }
 
 /// What a valid `.crate` contains, as the registry keeps it.
