@@ -14,6 +14,7 @@ use depot_index::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::platform::{PlatformError, check_platform};
 use crate::registry::{CRATES_IO_INDEX, CRATES_IO_SPARSE_INDEX, contains_url, index_registry};
 use crate::rules::{
     is_valid_dependency_key, is_valid_keyword, is_valid_rust_version, validate_feature_name,
@@ -367,6 +368,15 @@ pub enum PublishProblem {
     /// `rust_version` is not `major[.minor[.patch]]`.
     #[error("invalid rust-version `{0}`: expected `major[.minor[.patch]]` with numbers only")]
     InvalidRustVersion(String),
+    /// A dependency's `target` is past the platform bounds (length, `cfg` nesting). Such a
+    /// target would go into the index line, where every cargo resolving the crate parses it.
+    #[error("dependency `{name}` has an invalid target: {reason}")]
+    InvalidTarget {
+        /// The dependency.
+        name: String,
+        /// What is wrong with the target.
+        reason: PlatformError,
+    },
 }
 
 /// Why publish metadata was refused: one or more [`PublishProblem`]s, in the order found.
@@ -631,6 +641,14 @@ fn check_dependency(
                 reason: error.to_string(),
             });
         }
+    }
+    if let Some(target) = &dep.target
+        && let Err(reason) = check_platform(target)
+    {
+        problems.push(PublishProblem::InvalidTarget {
+            name: dep.name.clone(),
+            reason,
+        });
     }
     let req = match semver::VersionReq::parse(&dep.version_req) {
         Ok(req) if req == semver::VersionReq::STAR => {

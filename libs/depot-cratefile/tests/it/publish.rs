@@ -467,3 +467,34 @@ fn every_problem_is_reported() {
     );
     assert_eq!(err.to_string().matches("; ").count(), 2);
 }
+
+#[test]
+fn deeply_nested_or_long_targets_are_refused() {
+    // On a 2 MiB stack, like any spawned thread: nothing may recurse per level.
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let deep = format!("cfg({}unix{})", "not(".repeat(100_000), ")".repeat(100_000));
+            let message = error(&with_dep(PublishDependency {
+                target: Some(deep.clone()),
+                ..dep("libc", "^0.2")
+            }));
+            assert!(
+                message.starts_with("dependency `libc` has an invalid target: target `cfg(not("),
+                "{message}"
+            );
+            assert!(message.ends_with("nests deeper than 64 levels"), "{message}");
+            // What the consistency check does with a metadata target: no recursion either.
+            assert_eq!(depot_cratefile::normalize_platform(&deep), deep);
+        })
+        .expect("spawn")
+        .join()
+        .expect("no stack overflow or panic");
+
+    let long = format!("cfg(any({}unix))", "unix, ".repeat(1000));
+    let message = error(&with_dep(PublishDependency {
+        target: Some(long),
+        ..dep("libc", "^0.2")
+    }));
+    assert!(message.contains("at most 4096 bytes are allowed"), "{message}");
+}
