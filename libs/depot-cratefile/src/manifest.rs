@@ -7,7 +7,8 @@
 //!
 //! Bounds on hostile manifests: the size is capped by `max_manifest_bytes` before parsing; the
 //! `toml` parser refuses arrays, inline tables and keys (dotted or in `[a.b…]` headers) nested
-//! deeper than its recursion limit of [`TOML_MAX_DEPTH`] levels, so the parsed value (and its
+//! deeper than its recursion limit of 80 levels (`toml` 1.x built without its `unbounded`
+//! feature; the tests check it on 100,000-deep input on a 2 MiB stack), so the parsed value (and its
 //! recursive drop) stays shallow; every walk here visits a fixed number of levels; parse errors
 //! are shown as at most [`MAX_ERROR_MESSAGE_CHARS`] characters with their line and column, never
 //! with the offending source line; `[target.'…']` keys pass
@@ -60,10 +61,6 @@ const DEPENDENCY_TABLES: &[(&str, DependencyKind)] = &[
     ("build-dependencies", DependencyKind::Build),
     ("build_dependencies", DependencyKind::Build),
 ];
-
-/// The recursion limit of the `toml` parser (its default build, without the `unbounded`
-/// feature): deeper nesting is a parse error. The tests check it on 100,000-deep input.
-pub(crate) const TOML_MAX_DEPTH: usize = 80;
 
 /// Most characters of a TOML parse error's message kept in the rejection.
 pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 200;
@@ -409,6 +406,9 @@ mod tests {
 
     const DEEP: usize = 100_000;
 
+    /// The recursion limit of the `toml` parser.
+    const TOML_MAX_DEPTH: usize = 80;
+
     fn package(rest: &str) -> String {
         format!("[package]\nname = \"foo\"\nversion = \"0.1.0\"\n{rest}")
     }
@@ -430,23 +430,45 @@ mod tests {
     #[test]
     fn deeply_nested_cfg_target_is_refused() {
         let target = format!("cfg({}unix{})", "not(".repeat(DEEP), ")".repeat(DEEP));
-        let text = package(&format!("[target.'{target}'.dependencies]\nlibc = \"0.2\"\n"));
+        let text = package(&format!(
+            "[target.'{target}'.dependencies]\nlibc = \"0.2\"\n"
+        ));
         let message = parse_on_small_stack(text);
         assert!(message.contains("nests deeper than 64 levels"), "{message}");
         assert!(message.len() < 300, "{message}");
     }
 
     #[test]
+    fn nesting_up_to_the_toml_limit_is_read() {
+        let within = TOML_MAX_DEPTH / 2;
+        let ok = format!("a = {}{}", "[".repeat(within), "]".repeat(within));
+        assert_eq!(
+            parse_on_small_stack(package(&format!("[package.metadata]\n{ok}\n"))),
+            "accepted"
+        );
+        let deep = TOML_MAX_DEPTH + 1;
+        let bad = format!("a = {}{}", "[".repeat(deep), "]".repeat(deep));
+        let message = parse_on_small_stack(package(&format!("[package.metadata]\n{bad}\n")));
+        assert!(message.contains("recurs"), "{message}");
+    }
+
+    #[test]
     fn deeply_nested_toml_is_refused() {
         let cases = [
-            ("array", format!("a = {}{}", "[".repeat(DEEP), "]".repeat(DEEP))),
+            (
+                "array",
+                format!("a = {}{}", "[".repeat(DEEP), "]".repeat(DEEP)),
+            ),
             (
                 "inline table",
                 format!("a = {}1{}", "{b = ".repeat(DEEP), "}".repeat(DEEP)),
             ),
             ("dotted key", format!("{}a = 1", "a.".repeat(DEEP))),
             ("header", format!("[{}a]\nb = 1", "a.".repeat(DEEP))),
-            ("array of tables", format!("[[{}a]]\nb = 1", "a.".repeat(DEEP))),
+            (
+                "array of tables",
+                format!("[[{}a]]\nb = 1", "a.".repeat(DEEP)),
+            ),
             (
                 "mixed",
                 format!("a = {}{}", "[{b = ".repeat(DEEP), "}]".repeat(DEEP)),

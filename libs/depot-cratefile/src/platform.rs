@@ -376,7 +376,10 @@ mod bounds {
             let deep = nested_not(100_000);
             assert!(matches!(
                 check_platform(&deep),
-                Err(PlatformError::TooDeep { max: MAX_CFG_DEPTH, .. })
+                Err(PlatformError::TooDeep {
+                    max: MAX_CFG_DEPTH,
+                    ..
+                })
             ));
             // Too long as well: the depth is what the message names.
             assert_eq!(normalize_platform(&deep), deep);
@@ -409,7 +412,13 @@ mod bounds {
     fn long_platforms_are_refused() {
         let long = format!("cfg(any({}))", "unix, ".repeat(1000));
         let error = check_platform(&long).unwrap_err();
-        assert!(matches!(error, PlatformError::TooLong { max: MAX_PLATFORM_LEN, .. }));
+        assert!(matches!(
+            error,
+            PlatformError::TooLong {
+                max: MAX_PLATFORM_LEN,
+                ..
+            }
+        ));
         assert!(error.to_string().contains("at most 4096 bytes"), "{error}");
         assert_eq!(normalize_platform(&long), long);
     }

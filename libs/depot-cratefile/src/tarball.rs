@@ -3,14 +3,18 @@
 //!
 //! [`inspect`] streams the archive once. Decompression goes through a capped reader, so a
 //! gzip bomb fails after `max_unpacked_size` bytes; the manifest and the readme are read through
-//! their own caps. Every entry must be a regular file or a directory under `{name}-{vers}/`, and
-//! the package root must hold exactly one `Cargo.toml`.
+//! their own caps. Every entry must be a regular file or a directory under `{name}-{vers}/`, no
+//! two entries may have the same path, also not when compared case-insensitively (they would
+//! overwrite each other when unpacked on macOS or Windows), the package root must hold exactly
+//! one `Cargo.toml`, and nothing may follow the single gzip member (no trailing bytes, no second
+//! member that other gzip readers would decompress as well).
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::collections::hash_map::Entry;
+use std::io::{self, BufRead, BufReader, Read};
 
 use depot_index::{FeatureMap, IndexDependency, IndexEntry};
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use serde::{Deserialize, Serialize};
 use tar::EntryType;
 
@@ -141,6 +145,20 @@ pub enum TarballError {
     /// `package.rust-version` is not `major[.minor[.patch]]`.
     #[error("invalid rust-version `{0}`: expected `major[.minor[.patch]]` with numbers only")]
     InvalidRustVersion(String),
+    /// Bytes after the end of the gzip member: trailing garbage or a second gzip member.
+    #[error("uploaded tarball has data after the end of its gzip stream")]
+    TrailingData,
+    /// Two entries with the same package-relative path.
+    #[error("duplicate path found: {0}")]
+    DuplicatePath(String),
+    /// Two entries whose paths differ only in case (`src/a.rs` and `src/A.rs`).
+    #[error("paths differ only in case: {first} and {second}")]
+    CaseCollision {
+        /// The path seen first.
+        first: String,
+        /// The later path.
+        second: String,
+    },
     /// A `[target.'…']` key past the platform bounds (length, `cfg` nesting).
     #[error("failed to parse `Cargo.toml` manifest file: {0}")]
     InvalidTarget(#[source] PlatformError),
@@ -246,8 +264,9 @@ type Captured = (Vec<u8>, bool);
 ///
 /// The checks, in the order met: decompressed size and entry count; each path under
 /// `{expected_name}-{expected_vers}/` with no `..` and valid UTF-8; only regular files and
-/// directories (pax headers are fine); a pax `size` equal to the header size; exactly one root
-/// `Cargo.toml` (any other casing is an error); the manifest's structure (`[package]` with name
+/// directories (pax headers are fine); a pax `size` equal to the header size; no path seen
+/// before, in any casing (a directory may repeat); exactly one root `Cargo.toml` (any other
+/// casing is an error); nothing after the gzip member; the manifest's structure (`[package]` with name
 /// and version, no `[patch]`, no unresolved `workspace = true`, typed fields, versioned normal and
 /// build dependencies); and its name and version equal to the published ones.
 pub fn inspect(
@@ -258,7 +277,7 @@ pub fn inspect(
 ) -> Result<CrateContents, TarballError> {
     let root = format!("{expected_name}-{expected_vers}");
     let reader = CappedReader {
-        inner: GzDecoder::new(bytes),
+        inner: GzDecoder::new(BufReader::new(bytes)),
         cap: limits.max_unpacked_size,
         read: 0,
     };
@@ -274,6 +293,7 @@ pub fn inspect(
         lookbehind_left: limits.max_readme_lookbehind_bytes,
         readme: None,
         entry_count: 0,
+        paths: HashMap::new(),
     };
     for entry in archive.entries().map_err(TarballError::Malformed)? {
         let entry = entry.map_err(TarballError::Malformed)?;
@@ -283,6 +303,16 @@ pub fn inspect(
     // gzip checksum is verified and trailing garbage counts towards the limit.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(TarballError::Malformed)?;
+    // The decoder consumed exactly the gzip member from the buffered input: anything left is
+    // trailing data.
+    let after = rest
+        .inner
+        .get_mut()
+        .fill_buf()
+        .map_err(TarballError::Malformed)?;
+    if !after.is_empty() {
+        return Err(TarballError::TrailingData);
+    }
     let unpacked_size = rest.read;
     state.finish(unpacked_size)
 }
@@ -301,6 +331,8 @@ struct State<'a> {
     lookbehind_left: u64,
     readme: Option<Captured>,
     entry_count: u64,
+    /// Every package-relative path seen, by its lowercase form: (the path, whether a directory).
+    paths: HashMap<String, (String, bool)>,
 }
 
 impl State<'_> {
@@ -350,11 +382,16 @@ impl State<'_> {
                 }
             }
         }
+        let root_manifest = !relative.contains('/') && relative.eq_ignore_ascii_case("Cargo.toml");
+        if !root_manifest && !relative.is_empty() {
+            // Root manifests in any casing have their own, more specific rules.
+            self.claim_path(&relative, entry_type.is_dir())?;
+        }
         if entry_type.is_dir() {
             return Ok(());
         }
 
-        if !relative.contains('/') && relative.eq_ignore_ascii_case("Cargo.toml") {
+        if root_manifest {
             return self.manifest_entry(entry, path, &relative, header_size);
         }
         if self.manifest.is_none() {
@@ -366,10 +403,35 @@ impl State<'_> {
                 self.lookbehind.insert(relative, captured);
             }
         } else if self.readme_path.as_deref() == Some(relative.as_str()) {
-            // A later entry with the same path wins, as when cargo unpacks the archive.
             self.readme = Some(read_capped(&mut entry, self.limits.max_readme_bytes)?);
         }
         Ok(())
+    }
+
+    /// Records a package-relative path, refusing one seen before (a directory may repeat) or one
+    /// that differs from an earlier path only in case.
+    fn claim_path(&mut self, relative: &str, is_dir: bool) -> Result<(), TarballError> {
+        match self.paths.entry(relative.to_lowercase()) {
+            Entry::Vacant(vacant) => {
+                vacant.insert((relative.to_owned(), is_dir));
+                Ok(())
+            }
+            Entry::Occupied(seen) => {
+                let (first, first_is_dir) = seen.get();
+                if first == relative {
+                    if is_dir && *first_is_dir {
+                        Ok(())
+                    } else {
+                        Err(TarballError::DuplicatePath(relative.to_owned()))
+                    }
+                } else {
+                    Err(TarballError::CaseCollision {
+                        first: first.clone(),
+                        second: relative.to_owned(),
+                    })
+                }
+            }
+        }
     }
 
     fn manifest_entry<R: Read>(

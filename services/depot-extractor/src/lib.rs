@@ -422,5 +422,9 @@ fn tarball_code(error: &TarballError) -> &'static str {
         TarballError::MissingDependencyVersion { .. } | TarballError::InvalidDependency { .. } => {
             "invalid_dependency"
         }
+        TarballError::TrailingData => "trailing_data",
+        TarballError::DuplicatePath(_) => "duplicate_path",
+        TarballError::CaseCollision { .. } => "case_collision",
+        TarballError::InvalidTarget(_) => "invalid_target",
     }
 }

@@ -142,10 +142,18 @@ pub(crate) struct Settings {
     )]
     pub max_description_bytes: usize,
 
-    /// Largest unpacked size of a .crate, in bytes (suffixes allowed).
-    #[arg(long, env = "DEPOT_MAX_UNPACKED_SIZE", default_value = "512MiB", value_parser = parse_size, global = true)]
-    pub max_unpacked_size: u64,
+    /// Largest unpacked size of a .crate, in bytes (suffixes allowed). Unset, it is the larger
+    /// of 512 MiB and 50 times DEPOT_MAX_CRATE_SIZE; it may not be below DEPOT_MAX_CRATE_SIZE.
+    #[arg(long, env = "DEPOT_MAX_UNPACKED_SIZE", value_parser = parse_size, global = true)]
+    pub max_unpacked_size: Option<u64>,
 }
+
+/// The unpacked cap when none is configured: at least this many bytes …
+const DEFAULT_MAX_UNPACKED_SIZE: u64 = 512 * 1024 * 1024;
+
+/// … and at least this many times the crate cap (well-compressed source is rarely more than
+/// 10 times smaller; crates.io's 10 MB upload and 512 MB unpacked caps are about 50 times).
+const UNPACKED_PER_CRATE_SIZE: u64 = 50;
 
 /// The most a crate may weigh, whatever is configured.
 const MAX_CRATE_SIZE_LIMIT: u64 = 3 * 1024 * 1024 * 1024;
@@ -211,10 +219,30 @@ impl Settings {
                 self.max_crate_size
             );
         }
+        if let Some(unpacked) = self.max_unpacked_size
+            && unpacked < self.max_crate_size
+        {
+            anyhow::bail!(
+                "DEPOT_MAX_UNPACKED_SIZE ({unpacked} bytes) is below DEPOT_MAX_CRATE_SIZE ({} \
+                 bytes): a .crate that may be uploaded could never be unpacked; raise \
+                 DEPOT_MAX_UNPACKED_SIZE or unset it (the default is the larger of 512 MiB and 50 \
+                 times DEPOT_MAX_CRATE_SIZE)",
+                self.max_crate_size
+            );
+        }
         if self.max_json_size > u64::from(u32::MAX) {
             anyhow::bail!("DEPOT_MAX_JSON_SIZE must fit in 32 bits");
         }
         Ok(())
+    }
+
+    /// The unpacked cap: DEPOT_MAX_UNPACKED_SIZE, or the larger of 512 MiB and 50 times the
+    /// crate cap.
+    pub(crate) fn max_unpacked_size(&self) -> u64 {
+        self.max_unpacked_size.unwrap_or_else(|| {
+            DEFAULT_MAX_UNPACKED_SIZE
+                .max(self.max_crate_size.saturating_mul(UNPACKED_PER_CRATE_SIZE))
+        })
     }
 
     /// The index URLs that mean "this registry".
@@ -241,7 +269,7 @@ impl Settings {
     /// Archive limits.
     pub(crate) fn tarball_limits(&self, public_url: &str) -> TarballLimits {
         TarballLimits {
-            max_unpacked_size: self.max_unpacked_size,
+            max_unpacked_size: self.max_unpacked_size(),
             own_index_urls: self.own_index_urls(public_url),
             ..TarballLimits::default()
         }
@@ -255,7 +283,48 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use clap::Parser;
+
+    use super::{Settings, parse_size};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    /// Settings from flags only (flags win over any `DEPOT_*` variable of the test process).
+    fn settings(args: &[&str]) -> Settings {
+        Cli::try_parse_from(std::iter::once("depot").chain(args.iter().copied()))
+            .expect("valid flags")
+            .settings
+    }
+
+    #[test]
+    fn unpacked_cap_defaults_to_a_multiple_of_the_crate_cap() {
+        let small = settings(&["--max-crate-size", "10MiB"]);
+        if std::env::var_os("DEPOT_MAX_UNPACKED_SIZE").is_none() {
+            assert_eq!(small.max_unpacked_size(), 512 << 20);
+            let large = settings(&["--max-crate-size", "1GiB"]);
+            assert_eq!(large.max_unpacked_size(), 50 << 30);
+            large.validate().expect("the derived cap is valid");
+        }
+        let explicit = settings(&["--max-crate-size", "1GiB", "--max-unpacked-size", "1GiB"]);
+        assert_eq!(explicit.max_unpacked_size(), 1 << 30);
+        explicit.validate().expect("equal caps are valid");
+    }
+
+    #[test]
+    fn unpacked_cap_below_the_crate_cap_is_refused() {
+        let settings = settings(&["--max-crate-size", "10MiB", "--max-unpacked-size", "1MiB"]);
+        assert_eq!(
+            settings.validate().unwrap_err().to_string(),
+            "DEPOT_MAX_UNPACKED_SIZE (1048576 bytes) is below DEPOT_MAX_CRATE_SIZE (10485760 \
+             bytes): a .crate that may be uploaded could never be unpacked; raise \
+             DEPOT_MAX_UNPACKED_SIZE or unset it (the default is the larger of 512 MiB and 50 \
+             times DEPOT_MAX_CRATE_SIZE)"
+        );
+    }
 
     #[test]
     fn sizes() {

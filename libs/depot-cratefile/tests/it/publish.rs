@@ -483,7 +483,10 @@ fn deeply_nested_or_long_targets_are_refused() {
                 message.starts_with("dependency `libc` has an invalid target: target `cfg(not("),
                 "{message}"
             );
-            assert!(message.ends_with("nests deeper than 64 levels"), "{message}");
+            assert!(
+                message.ends_with("nests deeper than 64 levels"),
+                "{message}"
+            );
             // What the consistency check does with a metadata target: no recursion either.
             assert_eq!(depot_cratefile::normalize_platform(&deep), deep);
         })
@@ -496,5 +499,8 @@ fn deeply_nested_or_long_targets_are_refused() {
         target: Some(long),
         ..dep("libc", "^0.2")
     }));
-    assert!(message.contains("at most 4096 bytes are allowed"), "{message}");
+    assert!(
+        message.contains("at most 4096 bytes are allowed"),
+        "{message}"
+    );
 }

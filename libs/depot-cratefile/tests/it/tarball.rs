@@ -745,3 +745,122 @@ fn manifest_with_other_casing_of_name_mismatches() {
         "metadata name `My_Crate` does not match manifest name `my_crate`"
     );
 }
+
+// ---- trailing data, duplicate and colliding paths, bombs ----
+
+#[test]
+fn trailing_garbage_after_the_gzip_member() {
+    let mut bytes = foo_crate().build();
+    assert!(inspect(&bytes[..], "foo", "1.0.0", &tarball_limits()).is_ok());
+    bytes.extend_from_slice(b"garbage");
+    let err = inspect(&bytes[..], "foo", "1.0.0", &tarball_limits()).unwrap_err();
+    assert!(matches!(err, TarballError::TrailingData), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "uploaded tarball has data after the end of its gzip stream"
+    );
+    // A single trailing zero byte counts too.
+    let mut bytes = foo_crate().build();
+    bytes.push(0);
+    assert_eq!(
+        foo_error(&bytes),
+        "uploaded tarball has data after the end of its gzip stream"
+    );
+}
+
+#[test]
+fn second_gzip_member() {
+    // `gzip -d` and other multi-member readers would unpack a different archive.
+    let mut bytes = foo_crate().build();
+    bytes.extend_from_slice(&foo_crate().add_file("foo-1.0.0/evil.rs", b"").build());
+    assert_eq!(
+        foo_error(&bytes),
+        "uploaded tarball has data after the end of its gzip stream"
+    );
+}
+
+#[test]
+fn duplicate_paths() {
+    let bytes = foo_crate().add_file("foo-1.0.0/src/lib.rs", b"x").build();
+    assert_eq!(foo_error(&bytes), "duplicate path found: src/lib.rs");
+    // Through `.` and empty components as well.
+    let bytes = foo_crate()
+        .add_raw_file(b"foo-1.0.0/./src//lib.rs", b"x")
+        .build();
+    assert_eq!(foo_error(&bytes), "duplicate path found: src/lib.rs");
+    // A file and a directory of the same path.
+    let bytes = foo_crate().add_dir("foo-1.0.0/src/lib.rs").build();
+    assert_eq!(foo_error(&bytes), "duplicate path found: src/lib.rs");
+}
+
+#[test]
+fn repeated_directories_are_fine() {
+    let bytes = TarballBuilder::new()
+        .add_dir("foo-1.0.0")
+        .add_dir("foo-1.0.0/src")
+        .add_dir("foo-1.0.0/src/")
+        .add_dir("foo-1.0.0")
+        .add_file(
+            "foo-1.0.0/Cargo.toml",
+            b"[package]\nname = \"foo\"\nversion = \"1.0.0\"\n",
+        )
+        .add_file("foo-1.0.0/src/lib.rs", b"")
+        .build();
+    inspect(&bytes[..], "foo", "1.0.0", &tarball_limits()).expect("valid");
+}
+
+#[test]
+fn case_colliding_paths() {
+    let bytes = foo_crate().add_file("foo-1.0.0/src/LIB.rs", b"").build();
+    assert_eq!(
+        foo_error(&bytes),
+        "paths differ only in case: src/lib.rs and src/LIB.rs"
+    );
+    let bytes = foo_crate()
+        .add_file("foo-1.0.0/src/a.rs", b"")
+        .add_file("foo-1.0.0/src/A.rs", b"")
+        .build();
+    assert_eq!(
+        foo_error(&bytes),
+        "paths differ only in case: src/a.rs and src/A.rs"
+    );
+    // Non-ASCII letters fold too.
+    let bytes = foo_crate()
+        .add_file("foo-1.0.0/Ä.md", b"")
+        .add_file("foo-1.0.0/ä.md", b"")
+        .build();
+    assert_eq!(
+        foo_error(&bytes),
+        "paths differ only in case: Ä.md and ä.md"
+    );
+    // A file and a directory.
+    let bytes = foo_crate()
+        .add_file("foo-1.0.0/notes", b"")
+        .add_dir("foo-1.0.0/NOTES")
+        .build();
+    assert_eq!(
+        foo_error(&bytes),
+        "paths differ only in case: notes and NOTES"
+    );
+}
+
+#[test]
+fn gzip_bomb_fails_at_the_unpacked_cap() {
+    // 64 MiB of zeros compress to well under 100 KiB.
+    let bytes = foo_crate()
+        .add_file("foo-1.0.0/zeros", &vec![0; 64 << 20])
+        .build();
+    assert!(bytes.len() < 100 << 10, "{} bytes", bytes.len());
+    let limits = TarballLimits {
+        max_unpacked_size: 1 << 20,
+        ..tarball_limits()
+    };
+    let err = inspect(&bytes[..], "foo", "1.0.0", &limits).unwrap_err();
+    assert!(matches!(err, TarballError::Malformed(_)), "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some_and(|source| source
+            .to_string()
+            .contains("exceeds the limit of 1048576 bytes")),
+        "{err:?}"
+    );
+}

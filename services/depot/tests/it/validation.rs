@@ -516,7 +516,14 @@ async fn limits_and_framing(setup: Setup) {
 async fn archives_are_validated(setup: Setup) {
     use depot_cratefile::TarballBuilder;
 
-    let depot = TestDepot::start_on(setup, &[("DEPOT_MAX_UNPACKED_SIZE", "64KiB")]).await;
+    let depot = TestDepot::start_on(
+        setup,
+        &[
+            ("DEPOT_MAX_CRATE_SIZE", "64KiB"),
+            ("DEPOT_MAX_UNPACKED_SIZE", "64KiB"),
+        ],
+    )
+    .await;
     let alice = depot.token("alice").await;
     let (name, vers) = ("arc", "1.0.0");
     let root = "arc-1.0.0";
