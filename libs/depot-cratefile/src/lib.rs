@@ -42,4 +42,4 @@ pub use publish::{
     PublishProblem, ValidatedPublish,
 };
 pub use registry::{CRATES_IO_INDEX, CRATES_IO_SPARSE_INDEX, is_crates_io_index};
-pub use tarball::{CrateContents, TarballError, TarballLimits};
+pub use tarball::{CrateContents, ManifestLimits, TarballError, TarballLimits};

@@ -20,7 +20,7 @@ use toml::{Table, Value};
 use crate::platform::{check_platform, normalize_platform};
 use crate::registry::{CRATES_IO_INDEX, index_registry};
 use crate::rules::{is_valid_dependency_key, is_valid_rust_version};
-use crate::tarball::TarballError;
+use crate::tarball::{ManifestLimits, TarballError};
 
 /// What `package.readme` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,7 @@ fn toml_error(text: &str, error: &toml::de::Error) -> TarballError {
 pub(crate) fn parse_manifest(
     text: &str,
     own_index_urls: &[String],
+    limits: &ManifestLimits,
 ) -> Result<Manifest, TarballError> {
     let table: Table = toml::from_str(text).map_err(|error| toml_error(text, &error))?;
     check_targets(&table)?;
@@ -143,7 +144,7 @@ pub(crate) fn parse_manifest(
         }
     };
 
-    Ok(Manifest {
+    let manifest = Manifest {
         description: field("description").string(package)?,
         license: field("license").string(package)?,
         license_file: field("license-file").string(package)?,
@@ -161,7 +162,120 @@ pub(crate) fn parse_manifest(
         version,
         rust_version,
         readme,
-    })
+    };
+    check_limits(&manifest, section, limits)?;
+    Ok(manifest)
+}
+
+/// Checks the values Depot keeps against `limits`. Messages never quote a value in full.
+fn check_limits(
+    manifest: &Manifest,
+    section: &str,
+    limits: &ManifestLimits,
+) -> Result<(), TarballError> {
+    let over = |message: String| Err(TarballError::ManifestLimit(message));
+    let count = |key: &str, len: usize, max: usize| {
+        if len > max {
+            over(format!(
+                "`{section}.{key}` has {len} entries, but at most {max} are allowed"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let length = |key: &str, value: &str, max: usize| {
+        if value.len() > max {
+            over(format!(
+                "`{section}.{key}` is {} bytes long, but at most {max} bytes are allowed",
+                value.len()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    count("keywords", manifest.keywords.len(), limits.max_keywords)?;
+    count(
+        "categories",
+        manifest.categories.len(),
+        limits.max_categories,
+    )?;
+    count("authors", manifest.authors.len(), limits.max_authors)?;
+    for keyword in &manifest.keywords {
+        length("keywords", keyword, limits.max_keyword_len)?;
+    }
+    for category in &manifest.categories {
+        length("categories", category, limits.max_field_bytes)?;
+    }
+    for author in &manifest.authors {
+        length("authors", author, limits.max_field_bytes)?;
+    }
+    if let Some(description) = &manifest.description {
+        length("description", description, limits.max_description_bytes)?;
+    }
+    let fields = [
+        ("license", &manifest.license),
+        ("license-file", &manifest.license_file),
+        ("repository", &manifest.repository),
+        ("homepage", &manifest.homepage),
+        ("documentation", &manifest.documentation),
+        ("edition", &manifest.edition),
+        ("links", &manifest.links),
+        ("rust-version", &manifest.rust_version),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            length(key, value, limits.max_field_bytes)?;
+        }
+    }
+    if let Readme::Path(path) = &manifest.readme {
+        length("readme", path, limits.max_field_bytes)?;
+    }
+    if manifest.features.len() > limits.max_features {
+        return over(format!(
+            "`features` declares {} features, but at most {} are allowed",
+            manifest.features.len(),
+            limits.max_features
+        ));
+    }
+    for (name, values) in &manifest.features {
+        if name.len() > limits.max_field_bytes
+            || values
+                .iter()
+                .any(|value| value.len() > limits.max_field_bytes)
+        {
+            return over(format!(
+                "a feature name or value is longer than {} bytes",
+                limits.max_field_bytes
+            ));
+        }
+        if values.len() > limits.max_feature_values {
+            return over(format!(
+                "a feature enables {} values, but at most {} are allowed",
+                values.len(),
+                limits.max_feature_values
+            ));
+        }
+    }
+    if manifest.deps.len() > limits.max_dependencies {
+        return over(format!(
+            "the manifest declares {} dependencies, but at most {} are allowed",
+            manifest.deps.len(),
+            limits.max_dependencies
+        ));
+    }
+    if let Some(dep) = manifest.deps.iter().find(|dep| {
+        dep.features.len() > limits.max_feature_values
+            || dep
+                .features
+                .iter()
+                .any(|f| f.len() > limits.max_field_bytes)
+    }) {
+        return over(format!(
+            "dependency `{}` enables more than {} features or one longer than {} bytes",
+            dep.name, limits.max_feature_values, limits.max_field_bytes
+        ));
+    }
+    Ok(())
 }
 
 /// A key of a table, for typed access with errors that name it.
@@ -418,10 +532,12 @@ mod tests {
     fn parse_on_small_stack(text: String) -> String {
         std::thread::Builder::new()
             .stack_size(2 * 1024 * 1024)
-            .spawn(move || match parse_manifest(&text, &[]) {
-                Ok(_) => "accepted".to_owned(),
-                Err(error) => error.to_string(),
-            })
+            .spawn(
+                move || match parse_manifest(&text, &[], &ManifestLimits::default()) {
+                    Ok(_) => "accepted".to_owned(),
+                    Err(error) => error.to_string(),
+                },
+            )
             .expect("spawn")
             .join()
             .expect("no stack overflow or panic")

@@ -20,6 +20,7 @@ use tar::EntryType;
 
 use crate::manifest::{Manifest, Readme, parse_manifest};
 use crate::platform::PlatformError;
+use crate::publish::PublishLimits;
 
 /// Caps and registry policy for [`inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,68 @@ pub struct TarballLimits {
     /// without one, crates.io) is listed gets no `registry` in the index. Empty by default;
     /// set it to crates.io's URLs to read crates.io crates as crates.io does.
     pub own_index_urls: Vec<String>,
+    /// Limits on the values read from `Cargo.toml`.
+    pub manifest: ManifestLimits,
+}
+
+/// Limits on what Depot keeps from a `Cargo.toml`. The counts and lengths the publish metadata
+/// is held to ([`PublishLimits`]) apply to the same values in the manifest; the other strings
+/// get bounds of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestLimits {
+    /// Most keywords ([`PublishLimits::max_keywords`]).
+    pub max_keywords: usize,
+    /// Longest keyword, in bytes ([`PublishLimits::max_keyword_len`]).
+    pub max_keyword_len: usize,
+    /// Most categories ([`PublishLimits::max_categories`]).
+    pub max_categories: usize,
+    /// Most features ([`PublishLimits::max_features`]).
+    pub max_features: usize,
+    /// Most values one feature may enable ([`PublishLimits::max_feature_values`]).
+    pub max_feature_values: usize,
+    /// Most dependencies, all kinds and targets together ([`PublishLimits::max_dependencies`]).
+    pub max_dependencies: usize,
+    /// Longest description, in bytes ([`PublishLimits::max_description_bytes`]).
+    pub max_description_bytes: usize,
+    /// Most authors.
+    pub max_authors: usize,
+    /// Longest `license`, `license-file`, `repository`, `homepage`, `documentation`, `edition`,
+    /// `links`, `readme` path, author, category, or feature name or value, in bytes.
+    pub max_field_bytes: usize,
+}
+
+impl ManifestLimits {
+    /// The manifest limits that match publish metadata limits (the other bounds default).
+    pub fn from_publish(limits: &PublishLimits) -> ManifestLimits {
+        ManifestLimits {
+            max_keywords: limits.max_keywords,
+            max_keyword_len: limits.max_keyword_len,
+            max_categories: limits.max_categories,
+            max_features: limits.max_features,
+            max_feature_values: limits.max_feature_values,
+            max_dependencies: limits.max_dependencies,
+            max_description_bytes: limits.max_description_bytes,
+            ..ManifestLimits::default()
+        }
+    }
+}
+
+impl Default for ManifestLimits {
+    /// [`PublishLimits::default`]'s values; at most 100 authors and 1024-byte fields.
+    fn default() -> Self {
+        let publish = PublishLimits::default();
+        ManifestLimits {
+            max_keywords: publish.max_keywords,
+            max_keyword_len: publish.max_keyword_len,
+            max_categories: publish.max_categories,
+            max_features: publish.max_features,
+            max_feature_values: publish.max_feature_values,
+            max_dependencies: publish.max_dependencies,
+            max_description_bytes: publish.max_description_bytes,
+            max_authors: 100,
+            max_field_bytes: 1024,
+        }
+    }
 }
 
 impl Default for TarballLimits {
@@ -51,6 +114,7 @@ impl Default for TarballLimits {
             max_readme_bytes: 1024 * 1024,
             max_readme_lookbehind_bytes: 4 * 1024 * 1024,
             own_index_urls: Vec::new(),
+            manifest: ManifestLimits::default(),
         }
     }
 }
@@ -145,6 +209,9 @@ pub enum TarballError {
     /// `package.rust-version` is not `major[.minor[.patch]]`.
     #[error("invalid rust-version `{0}`: expected `major[.minor[.patch]]` with numbers only")]
     InvalidRustVersion(String),
+    /// A value of `Cargo.toml` past a [`ManifestLimits`] bound.
+    #[error("`Cargo.toml` exceeds a limit: {0}")]
+    ManifestLimit(String),
     /// Bytes after the end of the gzip member: trailing garbage or a second gzip member.
     #[error("uploaded tarball has data after the end of its gzip stream")]
     TrailingData,
@@ -462,7 +529,7 @@ impl State<'_> {
         }
         let text = String::from_utf8(bytes)
             .map_err(|_| TarballError::InvalidManifest("the file is not valid UTF-8".to_owned()))?;
-        let manifest = parse_manifest(&text, &self.limits.own_index_urls)?;
+        let manifest = parse_manifest(&text, &self.limits.own_index_urls, &self.limits.manifest)?;
         if manifest.name != self.expected_name {
             return Err(TarballError::NameMismatch {
                 metadata: self.expected_name.to_owned(),

@@ -422,6 +422,7 @@ fn tarball_code(error: &TarballError) -> &'static str {
         TarballError::MissingDependencyVersion { .. } | TarballError::InvalidDependency { .. } => {
             "invalid_dependency"
         }
+        TarballError::ManifestLimit(_) => "manifest_limit",
         TarballError::TrailingData => "trailing_data",
         TarballError::DuplicatePath(_) => "duplicate_path",
         TarballError::CaseCollision { .. } => "case_collision",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use depot_cratefile::{PublishLimits, TarballLimits};
+use depot_cratefile::{ManifestLimits, PublishLimits, TarballLimits};
 
 /// Settings shared by all subcommands.
 #[derive(Debug, Clone, Args)]
@@ -271,6 +271,7 @@ impl Settings {
         TarballLimits {
             max_unpacked_size: self.max_unpacked_size(),
             own_index_urls: self.own_index_urls(public_url),
+            manifest: ManifestLimits::from_publish(&self.publish_limits(public_url)),
             ..TarballLimits::default()
         }
     }

@@ -864,3 +864,102 @@ fn gzip_bomb_fails_at_the_unpacked_cap() {
         "{err:?}"
     );
 }
+
+// ---- manifest limits ----
+
+#[test]
+fn manifest_values_are_held_to_the_publish_limits() {
+    let cases = [
+        (
+            "keywords = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"]".to_owned(),
+            "`package.keywords` has 6 entries, but at most 5 are allowed",
+        ),
+        (
+            format!("keywords = [\"{}\"]", "k".repeat(21)),
+            "`package.keywords` is 21 bytes long, but at most 20 bytes are allowed",
+        ),
+        (
+            "categories = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"]".to_owned(),
+            "`package.categories` has 6 entries, but at most 5 are allowed",
+        ),
+        (
+            format!("description = \"{}\"", "d".repeat(1001)),
+            "`package.description` is 1001 bytes long, but at most 1000 bytes are allowed",
+        ),
+        (
+            format!("license = \"{}\"", "M".repeat(1025)),
+            "`package.license` is 1025 bytes long, but at most 1024 bytes are allowed",
+        ),
+        (
+            format!("repository = \"https://{}\"", "r".repeat(1024)),
+            "`package.repository` is 1032 bytes long, but at most 1024 bytes are allowed",
+        ),
+        (
+            format!("homepage = \"{}\"", "h".repeat(2000)),
+            "`package.homepage` is 2000 bytes long",
+        ),
+        (
+            format!("documentation = \"{}\"", "h".repeat(2000)),
+            "`package.documentation` is 2000 bytes long",
+        ),
+        (
+            format!("links = \"{}\"", "l".repeat(2000)),
+            "`package.links` is 2000 bytes long",
+        ),
+        (
+            format!("readme = \"{}\"", "r".repeat(2000)),
+            "`package.readme` is 2000 bytes long",
+        ),
+        (
+            format!("license-file = \"{}\"", "r".repeat(2000)),
+            "`package.license-file` is 2000 bytes long",
+        ),
+        (
+            format!("authors = [{}]", vec!["\"a\""; 101].join(",")),
+            "`package.authors` has 101 entries, but at most 100 are allowed",
+        ),
+        (
+            format!("authors = [\"{}\"]", "a".repeat(1025)),
+            "`package.authors` is 1025 bytes long",
+        ),
+    ];
+    for (field, expected) in cases {
+        let message = foo_error(&foo_with(&field));
+        assert!(
+            message.starts_with("`Cargo.toml` exceeds a limit: ") && message.contains(expected),
+            "{field:.60}: {message}"
+        );
+        assert!(message.len() < 200, "{message}");
+    }
+}
+
+#[test]
+fn manifest_features_and_dependencies_are_counted() {
+    let features: String = (0..301).map(|i| format!("f{i} = []\n")).collect();
+    let bytes = foo_with(&format!("[features]\n{features}"));
+    assert_eq!(
+        foo_error(&bytes),
+        "`Cargo.toml` exceeds a limit: `features` declares 301 features, but at most 300 are allowed"
+    );
+    let values: Vec<String> = (0..301).map(|i| format!("\"v{i}\"")).collect();
+    let bytes = foo_with(&format!("[features]\nf = [{}]\n", values.join(",")));
+    assert_eq!(
+        foo_error(&bytes),
+        "`Cargo.toml` exceeds a limit: a feature enables 301 values, but at most 300 are allowed"
+    );
+    let deps: String = (0..501).map(|i| format!("d{i} = \"1\"\n")).collect();
+    let bytes = foo_with(&format!("[dependencies]\n{deps}"));
+    assert_eq!(
+        foo_error(&bytes),
+        "`Cargo.toml` exceeds a limit: the manifest declares 501 dependencies, but at most 500 are allowed"
+    );
+    // The limits follow the configured publish limits.
+    let limits = TarballLimits {
+        manifest: depot_cratefile::ManifestLimits::from_publish(&depot_cratefile::PublishLimits {
+            max_dependencies: 1000,
+            ..depot_cratefile::PublishLimits::default()
+        }),
+        ..tarball_limits()
+    };
+    inspect(&bytes[..], "foo", "1.0.0", &limits).expect("within the configured limit");
+}

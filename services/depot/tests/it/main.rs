@@ -9,6 +9,7 @@ mod cargo_e2e;
 mod faults;
 mod load;
 mod metrics;
+mod poison;
 mod prometheus;
 mod race;
 mod read_side;
