@@ -328,6 +328,11 @@ fn cached_crates_match_crates_io_index() {
             CRATES_IO_INDEX.to_owned(),
             CRATES_IO_SPARSE_INDEX.to_owned(),
         ],
+        // crates.io raises the feature limit for some crates (web-sys 0.3 has 1,727 features).
+        manifest: depot_cratefile::ManifestLimits {
+            max_features: 10_000,
+            ..depot_cratefile::ManifestLimits::default()
+        },
         ..TarballLimits::default()
     };
     let mut checked = 0;
