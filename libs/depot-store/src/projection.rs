@@ -71,7 +71,9 @@ enum Verdict {
         metadata: String,
         readme_blob: Option<String>,
     },
-    Rejected { reasons: String },
+    Rejected {
+        reasons: String,
+    },
 }
 
 /// A change to a version row written by an earlier batch.

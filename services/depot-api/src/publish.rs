@@ -313,7 +313,8 @@ async fn pending_upload_seq(
     let subject = depot_events::subject::krate(canon);
     let mut found = None;
     for stored in state.log().read_subject(&subject, projected).await? {
-        let envelope = depot_events::Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
+        let envelope =
+            depot_events::Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
         if let Event::VersionUploaded(upload) = &envelope.event
             && upload.vers == vers
             && upload.cksum == cksum

@@ -183,7 +183,10 @@ impl Rig {
             if !verdicts.is_empty() {
                 return verdicts;
             }
-            assert!(Instant::now() < deadline, "no verdict on {name} within {PATIENCE:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no verdict on {name} within {PATIENCE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -305,7 +308,11 @@ async fn a_check_longer_than_the_ack_wait_is_not_given_to_a_second_worker() {
     );
     // Give a wrongly redelivered copy time to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(slow.calls.load(Ordering::SeqCst), 1, "checked more than once");
+    assert_eq!(
+        slow.calls.load(Ordering::SeqCst),
+        1,
+        "checked more than once"
+    );
     assert_eq!(rig.verdicts("slow").await.len(), 1);
     rig.stop().await;
 }
@@ -358,7 +365,10 @@ async fn a_check_over_its_time_budget_is_stopped_and_rejected() {
     rig.upload("endless", true).await;
     let verdicts = rig.verdicts("endless").await;
     assert_eq!(only_rejection(&verdicts).reasons[0].code, "check_timeout");
-    assert!(endless.stopped.load(Ordering::SeqCst), "the check still runs");
+    assert!(
+        endless.stopped.load(Ordering::SeqCst),
+        "the check still runs"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     rig.stop().await;
 }
@@ -395,7 +405,11 @@ async fn the_readme_is_stored_as_a_blob() {
     };
     assert!(*size < 4096, "the accepted event has {size} bytes");
     assert_eq!(accepted.metadata.readme, None);
-    let key = accepted.metadata.readme_blob.as_deref().expect("readme blob");
+    let key = accepted
+        .metadata
+        .readme_blob
+        .as_deref()
+        .expect("readme blob");
     let readme = rig
         .blobs
         .read_capped(key, 2 << 20)
@@ -440,7 +454,10 @@ async fn an_outcome_too_large_for_the_log_is_a_rejection() {
     let (rig, _) = Rig::start(config(), Arc::new(Huge), 0).await;
     rig.upload("huge", true).await;
     let verdicts = rig.verdicts("huge").await;
-    assert_eq!(only_rejection(&verdicts).reasons[0].code, "metadata_too_large");
+    assert_eq!(
+        only_rejection(&verdicts).reasons[0].code,
+        "metadata_too_large"
+    );
     assert!(verdicts[0].1 < 4096);
     rig.stop().await;
 }
@@ -482,7 +499,14 @@ async fn the_final_rejection_is_retried_until_appended() {
     // From now on (the first attempt appends nothing) the next three appends are refused.
     flaky.failures.store(3, Ordering::SeqCst);
     let verdicts = rig.verdicts("lost").await;
-    assert_eq!(only_rejection(&verdicts).reasons[0].code, "processing_failed");
-    assert_eq!(flaky.refused.load(Ordering::SeqCst), 3, "the refused appends");
+    assert_eq!(
+        only_rejection(&verdicts).reasons[0].code,
+        "processing_failed"
+    );
+    assert_eq!(
+        flaky.refused.load(Ordering::SeqCst),
+        3,
+        "the refused appends"
+    );
     rig.stop().await;
 }

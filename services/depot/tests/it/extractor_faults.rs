@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{
-    Setup, TestDepot, crate_bytes, details, manifest, metadata, publish_body,
-};
+use crate::support::{Setup, TestDepot, crate_bytes, details, manifest, metadata, publish_body};
 
 on_both_setups!(republishing_after_a_rejection_gets_a_fresh_verdict);
 
@@ -15,7 +13,10 @@ async fn republishing_after_a_rejection_gets_a_fresh_verdict(setup: Setup) {
     let depot = TestDepot::start_on(setup, &[]).await;
     let token = depot.token("alice").await;
     // The archive says 0.2.0 while the metadata says 0.1.0: rejected by the extractor.
-    let body = publish_body(&metadata("again", "0.1.0"), &crate_bytes("again", "0.2.0", ""));
+    let body = publish_body(
+        &metadata("again", "0.1.0"),
+        &crate_bytes("again", "0.2.0", ""),
+    );
     let head = depot.log_head().await;
     let (status, reply) = depot.publish_raw(&token, body.clone()).await;
     assert_eq!(status, 400, "first publish: {reply}");
