@@ -44,6 +44,7 @@ pub const ALL: &[&str] = &[
     "work_queue_max_deliver",
     "work_queue_resume",
     "work_queue_competing",
+    "work_queue_in_progress",
     "concurrent_first_append",
     "concurrent_chains",
     "append_batch",
@@ -972,6 +973,41 @@ pub async fn work_queue_competing(log: &dyn EventLog) {
         processed.iter().all(|(_, _, attempt)| *attempt == 1),
         "no redeliveries expected"
     );
+}
+
+/// In-progress signals keep a delivery claimed past its ack wait: a second instance gets
+/// nothing while they come; once they stop, the event is redelivered after the ack wait.
+pub async fn work_queue_in_progress(log: &dyn EventLog) {
+    expect_empty(log).await;
+    let event = append_ok(log, "crate.long", Expected::Any, "long-1", "l").await;
+    let config = queue_config(Duration::from_secs(1), 0);
+    let mut first = open_queue(log, "progress", config.clone()).await;
+    let mut second = open_queue(log, "progress", config).await;
+    let delivery = expect_delivery(first.as_mut(), "first delivery").await;
+    assert_eq!((delivery.event.seq, delivery.attempt), (event.seq, 1));
+    // Only `second` may receive a redelivery from here on.
+    drop(first);
+    // Three ack waits of work, signalling every third of one.
+    let working = async {
+        for _ in 0..9 {
+            tokio::time::sleep(Duration::from_millis(333)).await;
+            delivery.in_progress().await.expect("in_progress");
+        }
+    };
+    let (stolen, ()) = tokio::join!(
+        next_delivery(second.as_mut(), Duration::from_millis(3000)),
+        working
+    );
+    if let Some(stolen) = stolen {
+        panic!(
+            "a delivery kept in progress was handed out again (seq {}, attempt {})",
+            stolen.event.seq, stolen.attempt
+        );
+    }
+    drop(delivery); // abandoned without settling: comes back after the ack wait
+    let again = expect_delivery(second.as_mut(), "redelivery once the signals stop").await;
+    assert_eq!((again.event.seq, again.attempt), (event.seq, 2));
+    again.ack().await.expect("ack");
 }
 
 /// 8 concurrent `Seq(0)` appends to one new subject: exactly one wins, the others conflict

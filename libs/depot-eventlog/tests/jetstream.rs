@@ -103,6 +103,7 @@ conformance_tests!(
     work_queue_max_deliver,
     work_queue_resume,
     work_queue_competing,
+    work_queue_in_progress,
     concurrent_first_append,
     concurrent_chains,
     append_batch,

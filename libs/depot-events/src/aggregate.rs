@@ -230,6 +230,7 @@ mod tests {
             size: 1,
             blob: String::new(),
             metadata: serde_json::Value::Null,
+            metadata_blob: None,
             uploader: who.into(),
             token_id: None,
         }))

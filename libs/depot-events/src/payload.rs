@@ -109,8 +109,15 @@ pub struct VersionUploaded {
     pub size: u64,
     /// The blob store key of the `.crate`.
     pub blob: String,
-    /// The publish metadata JSON as cargo sent it.
+    /// The publish metadata JSON as cargo sent it, inline. Events written since the metadata
+    /// moved to a blob leave it out (`null`) and set [`metadata_blob`](Self::metadata_blob);
+    /// older events carry it here.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
+    /// The blob store key (`sha256/<hex>`) of the publish metadata JSON as cargo sent it, so
+    /// the event stays small whatever the metadata (readme included) weighs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_blob: Option<String>,
     /// The login of the user who published.
     pub uploader: String,
     /// The token used, if any.
@@ -173,9 +180,15 @@ pub struct ExtractedMetadata {
     /// Path of the readme inside the package, if any.
     #[serde(default)]
     pub readme_file: Option<String>,
-    /// The readme's text, if the package has one (capped by the extractor).
+    /// The readme's text, if the package has one (capped by the extractor), inline. Events
+    /// written since readmes moved to blobs leave it out and set
+    /// [`readme_blob`](Self::readme_blob) instead.
     #[serde(default)]
     pub readme: Option<String>,
+    /// The blob store key (`sha256/<hex>`) of the readme's text (UTF-8), if the package has
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readme_blob: Option<String>,
 }
 
 /// `version_rejected`: the upload is invalid and the version number stays free.

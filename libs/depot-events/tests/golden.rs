@@ -43,6 +43,7 @@ fn version_uploaded() {
             size: 738,
             blob: format!("sha256/{}", "ab".repeat(32)),
             metadata: serde_json::json!({"name": "My_Crate", "vers": "0.2.0+build.5", "deps": []}),
+            metadata_blob: None,
             uploader: "alice".into(),
             token_id: Some(Uuid::parse_str(ID).unwrap()),
         }),
@@ -93,6 +94,83 @@ fn version_accepted() {
         concat!(
             r#"{"vers":"1.0.0","cksum":"cc","entry":{"name":"foo","vers":"1.0.0","deps":[{"name":"bar","req":"^1","features":[],"optional":false,"default_features":true,"target":null,"kind":"normal"}],"cksum":"cc","features":{"default":["std"]},"yanked":false,"rust_version":"1.70","pubtime":"2025-11-24T16:00:00Z"},"#,
             r#""metadata":{"description":"A crate","license":"MIT","license_file":null,"repository":null,"homepage":null,"documentation":null,"keywords":["k"],"categories":[],"authors":[],"edition":"2021","rust_version":null,"links":null,"readme_file":null,"readme":null}}"#
+        ),
+    );
+}
+
+/// The shape written since the publish metadata moved to a blob: no inline `metadata`.
+#[test]
+fn version_uploaded_with_metadata_blob() {
+    check(
+        Event::VersionUploaded(VersionUploaded {
+            name: "My_Crate".into(),
+            vers: "0.2.0".into(),
+            cksum: "ab".repeat(32),
+            size: 738,
+            blob: format!("sha256/{}", "ab".repeat(32)),
+            metadata: serde_json::Value::Null,
+            metadata_blob: Some(format!("sha256/{}", "cd".repeat(32))),
+            uploader: "alice".into(),
+            token_id: None,
+        }),
+        &format!(
+            r#"{{"name":"My_Crate","vers":"0.2.0","cksum":"{c}","size":738,"blob":"sha256/{c}","metadata_blob":"sha256/{m}","uploader":"alice"}}"#,
+            c = "ab".repeat(32),
+            m = "cd".repeat(32)
+        ),
+    );
+}
+
+/// Events written before the readme moved to a blob carry it inline and still decode (and
+/// encode back to the same bytes).
+#[test]
+fn version_accepted_with_inline_readme() {
+    let data = concat!(
+        r#"{"vers":"1.0.0","cksum":"cc","entry":{"name":"foo","vers":"1.0.0","deps":[],"cksum":"cc","features":{},"yanked":false},"#,
+        r#""metadata":{"description":null,"license":null,"license_file":null,"repository":null,"homepage":null,"documentation":null,"keywords":[],"categories":[],"authors":[],"edition":null,"rust_version":null,"links":null,"readme_file":"README.md","readme":"Hello"}}"#
+    );
+    let env = format!(
+        r#"{{"id":"{ID}","type":"version_accepted","schema":1,"at":"2025-11-24T16:00:00.123Z","actor":"alice","data":{data}}}"#
+    );
+    let decoded = Envelope::decode(env.as_bytes()).unwrap();
+    let Event::VersionAccepted(accepted) = &decoded.event else {
+        panic!("decoded {decoded:?}");
+    };
+    assert_eq!(accepted.metadata.readme.as_deref(), Some("Hello"));
+    assert_eq!(accepted.metadata.readme_blob, None);
+    assert_eq!(String::from_utf8(decoded.encode()).unwrap(), env);
+}
+
+/// The shape written since readmes moved to blobs: `readme` null, `readme_blob` set.
+#[test]
+fn version_accepted_with_readme_blob() {
+    let entry = IndexEntry::new(
+        "foo".into(),
+        "1.0.0".into(),
+        vec![],
+        "cc".into(),
+        FeatureMap::new(),
+        None,
+        None,
+        None,
+    );
+    check(
+        Event::VersionAccepted(VersionAccepted {
+            vers: "1.0.0".into(),
+            cksum: "cc".into(),
+            entry,
+            metadata: ExtractedMetadata {
+                readme_file: Some("README.md".into()),
+                readme_blob: Some(format!("sha256/{}", "ef".repeat(32))),
+                ..ExtractedMetadata::default()
+            },
+        }),
+        &format!(
+            concat!(
+                r#"{{"vers":"1.0.0","cksum":"cc","entry":{{"name":"foo","vers":"1.0.0","deps":[],"cksum":"cc","features":{{}},"yanked":false}},"#,
+                r#""metadata":{{"description":null,"license":null,"license_file":null,"repository":null,"homepage":null,"documentation":null,"keywords":[],"categories":[],"authors":[],"edition":null,"rust_version":null,"links":null,"readme_file":"README.md","readme":null,"readme_blob":"sha256/{r}"}}}}"#
+            ),
+            r = "ef".repeat(32)
         ),
     );
 }

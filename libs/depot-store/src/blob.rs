@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tokio::fs::{self, File};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 
 use crate::StoreError;
 
@@ -66,6 +66,43 @@ impl BlobStore {
             size: 0,
             root: self.root.clone(),
         })
+    }
+
+    /// Stores `bytes` as one blob (content-addressed, durable once this returns).
+    pub async fn put(&self, bytes: &[u8]) -> Result<StoredBlob, StoreError> {
+        let mut writer = self.writer().await?;
+        if let Err(e) = writer.write(bytes).await {
+            writer.discard().await;
+            return Err(e);
+        }
+        writer.finish().await
+    }
+
+    /// Reads a whole blob into memory, refusing one larger than `max_bytes`: `Ok(None)` if it
+    /// does not exist, [`StoreError::Corrupt`] if it is too large.
+    pub async fn read_capped(
+        &self,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some((file, len)) = self.open_blob(key).await? else {
+            return Ok(None);
+        };
+        if len > max_bytes {
+            return Err(StoreError::Corrupt(format!(
+                "blob {key} has {len} bytes, more than the {max_bytes} expected at most"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .await?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(StoreError::Corrupt(format!(
+                "blob {key} grew past {max_bytes} bytes while being read"
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     /// The key of a blob with this sha256.

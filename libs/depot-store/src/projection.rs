@@ -66,8 +66,14 @@ pub struct CrateSave<'a> {
 /// The outcome of a verification, as stored in its version row.
 #[derive(Debug)]
 enum Verdict {
-    Accepted { entry: String, metadata: String },
-    Rejected { reasons: String },
+    Accepted {
+        entry: String,
+        metadata: String,
+        readme_blob: Option<String>,
+    },
+    Rejected {
+        reasons: String,
+    },
 }
 
 /// A change to a version row written by an earlier batch.
@@ -230,6 +236,8 @@ impl ProjectionTx {
                 metadata: None,
                 reasons: None,
                 uploaded_at: at.unix_millis(),
+                metadata_blob: upload.metadata_blob.clone(),
+                readme_blob: None,
             });
     }
 
@@ -251,6 +259,7 @@ impl ProjectionTx {
             Verdict::Accepted {
                 entry: entry.to_line(),
                 metadata: json(metadata),
+                readme_blob: metadata.readme_blob.clone(),
             },
         );
     }
@@ -271,10 +280,15 @@ impl ProjectionTx {
         });
         match row {
             Some(row) => match verdict {
-                Verdict::Accepted { entry, metadata } => {
+                Verdict::Accepted {
+                    entry,
+                    metadata,
+                    readme_blob,
+                } => {
                     row.status = ACCEPTED;
                     row.entry = Some(entry);
                     row.metadata = Some(metadata);
+                    row.readme_blob = readme_blob;
                 }
                 Verdict::Rejected { reasons } => {
                     row.status = REJECTED;
@@ -316,8 +330,9 @@ impl ProjectionTx {
             on_tx!(&mut self.tx, conn => {
                 let query = match &change {
                     VersionChange::Decide { canon, vers, cksum, verdict } => match verdict {
-                        Verdict::Accepted { entry, metadata } => sqlx::query(
-                            "UPDATE versions SET status = 'accepted', entry = $5, metadata = $6 \
+                        Verdict::Accepted { entry, metadata, readme_blob } => sqlx::query(
+                            "UPDATE versions SET status = 'accepted', entry = $5, metadata = $6, \
+                             readme_blob = $7 \
                              WHERE gen = $1 AND canon = $2 AND vers = $3 AND cksum = $4 \
                              AND status = 'pending'",
                         )
@@ -326,7 +341,8 @@ impl ProjectionTx {
                         .bind(vers)
                         .bind(cksum)
                         .bind(entry)
-                        .bind(metadata),
+                        .bind(metadata)
+                        .bind(readme_blob),
                         Verdict::Rejected { reasons } => sqlx::query(
                             "UPDATE versions SET status = 'rejected', reasons = $5 \
                              WHERE gen = $1 AND canon = $2 AND vers = $3 AND cksum = $4 \

@@ -233,22 +233,21 @@ impl Store {
             .collect())
     }
 
-    /// The outcome of the latest upload of `vers` with checksum `cksum` (active generation).
+    /// The outcome of the upload appended at log sequence `upload_seq` (active generation);
+    /// `None` while the projector has not applied that upload.
     pub async fn upload_outcome(
         &self,
         canon: &str,
-        vers: &str,
-        cksum: &str,
+        upload_seq: u64,
     ) -> Result<Option<UploadOutcome>, StoreError> {
         let row: Option<(String, Option<String>)> = on_read!(&self.db, pool => {
             sqlx::query_as(concat!(
                 "SELECT status, reasons FROM versions WHERE gen = ",
                 active_gen!(),
-                " AND canon = $1 AND vers = $2 AND cksum = $3 ORDER BY upload_seq DESC LIMIT 1"
+                " AND canon = $1 AND upload_seq = $2"
             ))
             .bind(canon)
-            .bind(vers)
-            .bind(cksum)
+            .bind(to_i64(upload_seq))
             .fetch_optional(pool)
             .await?
         });
@@ -263,6 +262,29 @@ impl Store {
             }),
             _ => UploadOutcome::Pending,
         }))
+    }
+
+    /// The log sequence of the latest projected upload of `vers` with checksum `cksum`
+    /// (active generation).
+    pub async fn latest_upload_seq(
+        &self,
+        canon: &str,
+        vers: &str,
+        cksum: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let seq: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT max(upload_seq) FROM versions WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1 AND vers = $2 AND cksum = $3"
+            ))
+            .bind(canon)
+            .bind(vers)
+            .bind(cksum)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(seq.map(to_u64))
     }
 
     /// A crate's accepted versions, by canonical name (active generation).
@@ -450,13 +472,20 @@ impl Store {
             .collect())
     }
 
-    /// The blob keys any upload of generation `gen_` refers to (rejected ones included).
+    /// The blob keys any upload of generation `gen_` refers to (rejected ones included): the
+    /// `.crate`, the publish metadata and the readme.
     pub async fn referenced_blobs(&self, gen_: u64) -> Result<BTreeSet<String>, StoreError> {
         let keys: Vec<String> = on_read!(&self.db, pool => {
-            sqlx::query_scalar("SELECT DISTINCT blob FROM versions WHERE gen = $1")
-                .bind(to_i64(gen_))
-                .fetch_all(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT blob FROM versions WHERE gen = $1 \
+                 UNION SELECT metadata_blob FROM versions \
+                 WHERE gen = $1 AND metadata_blob IS NOT NULL \
+                 UNION SELECT readme_blob FROM versions \
+                 WHERE gen = $1 AND readme_blob IS NOT NULL",
+            )
+            .bind(to_i64(gen_))
+            .fetch_all(pool)
+            .await?
         });
         Ok(keys.into_iter().collect())
     }
@@ -473,7 +502,8 @@ impl Store {
              vers || '|' || cksum || '|' || CAST(size AS TEXT) || '|' || blob || '|' || uploader || \
              '|' || status || '|' || CAST(yanked AS TEXT) || '|' || coalesce(entry, '-') || '|' || \
              coalesce(metadata, '-') || '|' || coalesce(reasons, '-') || '|' || \
-             CAST(uploaded_at AS TEXT) FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
+             CAST(uploaded_at AS TEXT) || '|' || coalesce(metadata_blob, '-') || '|' || \
+             coalesce(readme_blob, '-') FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
             "SELECT 'index_files ' || canon || '|' || name || '|' || etag || '|' || \
              CAST(last_modified AS TEXT) || '|' || CAST(last_seq AS TEXT) \
              FROM index_files WHERE gen = $1 ORDER BY canon",

@@ -140,14 +140,17 @@ async fn publish_inner(
         .upload_bytes
         .observe(blob.size as f64);
 
-    // 5. Append, with the aggregate checked again under optimistic concurrency.
+    // 5. Append, with the aggregate checked again under optimistic concurrency. The metadata
+    // JSON (readme included) goes to a blob of its own, so the event stays small.
+    let metadata_blob = state.inner.blobs.put(&json).await?;
     let upload = VersionUploaded {
         name: name.clone(),
         vers: vers.clone(),
         cksum: cksum.clone(),
         size: blob.size,
         blob: blob.key.clone(),
-        metadata: metadata_value,
+        metadata: Value::Null,
+        metadata_blob: Some(metadata_blob.key),
         uploader: principal.login.clone(),
         token_id: Some(principal.token_id),
     };
@@ -178,10 +181,19 @@ async fn publish_inner(
         )]));
     }
 
-    // 6. Wait for the outcome.
+    // 6. Wait for the outcome of this upload event (not of an earlier upload of the same
+    // bytes that was rejected).
     let appended_at = Instant::now();
     let remaining = config.publish_wait.saturating_sub(started.elapsed());
-    match wait_for_outcome(&state, &canon, &vers, &cksum, remaining).await? {
+    let upload_seq = match executed.appended {
+        Some(seq) => Some(seq),
+        None => pending_upload_seq(&state, &canon, &vers, &cksum).await?,
+    };
+    let decided = match upload_seq {
+        Some(seq) => wait_for_outcome(&state, &canon, seq, remaining).await?,
+        None => UploadOutcome::Pending,
+    };
+    match decided {
         UploadOutcome::Accepted => {
             if executed.value == Published::Appended {
                 depot_telemetry::metrics()
@@ -284,18 +296,50 @@ async fn check_dependencies(state: &AppState, publish: &ValidatedPublish) -> Res
     }
 }
 
-/// Polls the read model until the upload is decided, waking early on change notifications.
-async fn wait_for_outcome(
+/// The log sequence of the pending upload of `vers` with checksum `cksum` that another
+/// publish appended: the newest such upload in the crate's log tail (events the projector has
+/// not applied yet), else the newest projected one.
+async fn pending_upload_seq(
     state: &AppState,
     canon: &str,
     vers: &str,
     cksum: &str,
+) -> Result<Option<u64>, ApiError> {
+    let projected = state
+        .store()
+        .crate_state(canon)
+        .await?
+        .map_or(0, |(_, seq)| seq);
+    let subject = depot_events::subject::krate(canon);
+    let mut found = None;
+    for stored in state.log().read_subject(&subject, projected).await? {
+        let envelope =
+            depot_events::Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
+        if let Event::VersionUploaded(upload) = &envelope.event
+            && upload.vers == vers
+            && upload.cksum == cksum
+        {
+            found = Some(stored.seq);
+        }
+    }
+    match found {
+        Some(seq) => Ok(Some(seq)),
+        None => Ok(state.store().latest_upload_seq(canon, vers, cksum).await?),
+    }
+}
+
+/// Polls the read model until the upload appended at `upload_seq` is decided, waking early on
+/// change notifications.
+async fn wait_for_outcome(
+    state: &AppState,
+    canon: &str,
+    upload_seq: u64,
     limit: Duration,
 ) -> Result<UploadOutcome, ApiError> {
     let deadline = Instant::now() + limit;
     let mut waiter = state.inner.changes.subscribe();
     loop {
-        match state.store().upload_outcome(canon, vers, cksum).await? {
+        match state.store().upload_outcome(canon, upload_seq).await? {
             Some(outcome @ (UploadOutcome::Accepted | UploadOutcome::Rejected(_))) => {
                 state.inner.cache.invalidate(canon);
                 return Ok(outcome);

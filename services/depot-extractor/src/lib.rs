@@ -6,9 +6,32 @@
 //! append carries a message id derived from the upload event, so a redelivered upload never
 //! produces a second outcome; the projector ignores duplicates older than the log's
 //! de-duplication window anyway.
+//!
+//! Every upload ends accepted or rejected:
+//!
+//! - A check has a time budget ([`ExtractorConfig::check_timeout`]); the archive is read
+//!   through a [`DeadlineReader`], so the blocking work stops at the first read after the
+//!   deadline, and the upload is rejected with `check_timeout`.
+//! - A panic while checking rejects the upload with `processing_failed` (the same bytes would
+//!   panic again); the worker goes on.
+//! - Transient failures (blob store, event log) are retried after a delay; after
+//!   [`ExtractorConfig::max_attempts`] attempts the upload is rejected with
+//!   `processing_failed`. The queue redelivers without limit, so if even that rejection cannot
+//!   be appended, the upload comes back and is tried again: it is never dropped.
+//! - While a check runs, the delivery is kept claimed with in-progress signals every third of
+//!   the ack wait, so a long check is never handed to a second worker.
+//!
+//! Memory per check is bounded by the inspector's caps: the read buffer
+//! ([`READ_BUFFER`]), `TarballLimits::max_manifest_bytes` (the manifest kept in memory),
+//! `TarballLimits::max_readme_bytes` and `TarballLimits::max_readme_lookbehind_bytes` (the
+//! readme candidates kept), plus the publish metadata ([`ExtractorConfig::max_metadata_bytes`]);
+//! a process holds at most [`ExtractorConfig::workers`] checks at a time.
 
+use std::fmt;
+use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -26,6 +49,20 @@ pub const CONSUMER: &str = "extractor";
 /// The actor recorded on the extractor's events.
 const ACTOR: &str = "depot:extractor";
 
+/// Size of the buffer the archive is read through.
+pub const READ_BUFFER: usize = 1 << 20;
+
+/// How long a check may overrun its deadline (finishing the read in flight) before the worker
+/// stops waiting for it.
+const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+
+/// The largest encoded outcome event the extractor appends. The event log accepts at least
+/// 1 MiB per message (JetStream's default `max_payload`); an accepted version whose index line
+/// and metadata would not fit is rejected with `metadata_too_large` instead. Readmes and the
+/// publish metadata are stored as blobs, so only a crate with an absurd index line (hundreds of
+/// KiB of dependencies or features) comes near it.
+pub const MAX_OUTCOME_EVENT_BYTES: usize = 512 * 1024;
+
 /// Settings of the extractor role.
 #[derive(Debug, Clone)]
 pub struct ExtractorConfig {
@@ -33,10 +70,116 @@ pub struct ExtractorConfig {
     pub tarball_limits: TarballLimits,
     /// Limits for publish metadata (re-validated here; the api checked them already).
     pub publish_limits: PublishLimits,
-    /// How often a failing upload is retried before it is rejected.
-    pub max_deliver: u32,
+    /// Largest publish metadata blob read back (the api's `DEPOT_MAX_JSON_SIZE`).
+    pub max_metadata_bytes: u64,
+    /// Attempts at an upload that keeps failing transiently (blob store, event log) before it
+    /// is rejected with `processing_failed`. At least 1.
+    pub max_attempts: u32,
     /// How many uploads are checked at the same time in this process.
     pub workers: usize,
+    /// The time budget of one check (hashing and reading the archive).
+    pub check_timeout: Duration,
+    /// How long a delivery stays claimed without a sign of life; in-progress signals are sent
+    /// every third of it while an upload is being handled.
+    pub ack_wait: Duration,
+    /// Delays before retrying after a transient failure: entry `i` after attempt `i + 1`, the
+    /// last one repeating. Empty means one second.
+    pub retry_delays: Vec<Duration>,
+}
+
+impl ExtractorConfig {
+    /// The settings with production defaults for everything but the limits.
+    pub fn new(tarball_limits: TarballLimits, publish_limits: PublishLimits) -> ExtractorConfig {
+        ExtractorConfig {
+            tarball_limits,
+            publish_limits,
+            max_metadata_bytes: 1 << 20,
+            max_attempts: 5,
+            workers: 4,
+            check_timeout: Duration::from_secs(600),
+            ack_wait: Duration::from_secs(30),
+            retry_delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+        }
+    }
+
+    /// The delay before the attempt after `attempt` (1-based).
+    fn retry_delay(&self, attempt: u64) -> Duration {
+        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.retry_delays
+            .get(index)
+            .or(self.retry_delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// Decides on one upload whose stored file reads from `file`: the extractor's checking step,
+/// replaceable in tests (e.g. by one that panics or hangs).
+pub trait Checker: Send + Sync + fmt::Debug + 'static {
+    /// Checks `upload` (its metadata inline) whose stored file has checksum `actual`.
+    fn check(
+        &self,
+        config: &ExtractorConfig,
+        upload: &VersionUploaded,
+        actual: &str,
+        file: &mut dyn Read,
+        pubtime: String,
+    ) -> Outcome;
+}
+
+/// The real checks: [`check`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveChecker;
+
+impl Checker for ArchiveChecker {
+    fn check(
+        &self,
+        config: &ExtractorConfig,
+        upload: &VersionUploaded,
+        actual: &str,
+        file: &mut dyn Read,
+        pubtime: String,
+    ) -> Outcome {
+        check(config, upload, actual, file, pubtime)
+    }
+}
+
+/// A reader that fails with [`std::io::ErrorKind::TimedOut`] once its deadline has passed,
+/// so blocking work driven by its reads stops soon after the deadline. `expired` is set when
+/// that happens.
+#[derive(Debug)]
+pub struct DeadlineReader<R> {
+    inner: R,
+    deadline: Instant,
+    expired: Arc<AtomicBool>,
+}
+
+impl<R> DeadlineReader<R> {
+    /// Wraps `inner`; `expired` is set on the first read after `deadline`.
+    pub fn new(inner: R, deadline: Instant, expired: Arc<AtomicBool>) -> DeadlineReader<R> {
+        DeadlineReader {
+            inner,
+            deadline,
+            expired,
+        }
+    }
+}
+
+impl<R: Read> Read for DeadlineReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            self.expired.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the check's time budget is used up",
+            ));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// The extractor worker.
@@ -45,6 +188,7 @@ pub struct Extractor {
     log: Arc<dyn EventLog>,
     blobs: BlobStore,
     config: Arc<ExtractorConfig>,
+    checker: Arc<dyn Checker>,
 }
 
 /// What checking an upload produced.
@@ -56,6 +200,15 @@ pub enum Outcome {
     Rejected(VersionRejected),
 }
 
+/// How handling one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// The outcome is in the log: acknowledge.
+    Done,
+    /// A transient failure: deliver again after this delay.
+    Retry(Duration),
+}
+
 impl Extractor {
     /// An extractor reading blobs from `blobs` and appending to `log`.
     pub fn new(log: Arc<dyn EventLog>, blobs: BlobStore, config: ExtractorConfig) -> Extractor {
@@ -63,6 +216,24 @@ impl Extractor {
             log,
             blobs,
             config: Arc::new(config),
+            checker: Arc::new(ArchiveChecker),
+        }
+    }
+
+    /// The same extractor deciding with `checker` instead of the real checks.
+    pub fn with_checker(mut self, checker: Arc<dyn Checker>) -> Extractor {
+        self.checker = checker;
+        self
+    }
+
+    /// The work queue's redelivery policy: unlimited redelivery (the extractor counts
+    /// attempts itself and always ends with a verdict), no backoff (which would replace the
+    /// ack wait), the configured ack wait.
+    pub fn queue_config(&self) -> WorkQueueConfig {
+        WorkQueueConfig {
+            ack_wait: self.config.ack_wait,
+            max_deliver: 0,
+            backoff: Vec::new(),
         }
     }
 
@@ -104,18 +275,7 @@ impl Extractor {
     ) -> anyhow::Result<()> {
         let mut queue = self
             .log
-            .work_queue(
-                CONSUMER,
-                WorkQueueConfig {
-                    ack_wait: Duration::from_secs(60),
-                    max_deliver: self.config.max_deliver,
-                    backoff: vec![
-                        Duration::from_secs(1),
-                        Duration::from_secs(5),
-                        Duration::from_secs(30),
-                    ],
-                },
-            )
+            .work_queue(CONSUMER, self.queue_config())
             .await
             .context("opening the extractor's work queue")?;
         tokio::pin!(shutdown);
@@ -144,7 +304,8 @@ impl Extractor {
         }
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    /// Handles one delivery and settles it. Never panics on input.
+    pub async fn handle(&self, delivery: Delivery) {
         let seq = delivery.event.seq;
         let envelope = match Envelope::decode(&delivery.event.payload) {
             Ok(envelope) => envelope,
@@ -158,71 +319,97 @@ impl Extractor {
             let _ = delivery.ack().await;
             return;
         };
-        let started = std::time::Instant::now();
-        let processed = self.process(&envelope, upload).await;
+        let handled = self
+            .keep_claimed(&delivery, self.decide(&envelope, upload, delivery.attempt))
+            .await;
+        match handled {
+            Handled::Done => {
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(seq, error = %e, "could not acknowledge an upload");
+                }
+            }
+            Handled::Retry(delay) => {
+                if let Err(e) = delivery.nak(delay).await {
+                    tracing::warn!(seq, error = %e, "could not ask for a redelivery; it follows the ack wait");
+                }
+            }
+        }
+    }
+
+    /// Runs `work` while signalling progress on `delivery` every third of the ack wait, so the
+    /// claim outlives any check.
+    async fn keep_claimed<T>(
+        &self,
+        delivery: &Delivery,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let every = (self.config.ack_wait / 3).max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = ticks.tick() => {
+                    if let Err(e) = delivery.in_progress().await {
+                        tracing::warn!(seq = delivery.event.seq, error = %e, "could not extend the claim on an upload");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the upload and appends its outcome; a transient failure asks for a retry, and
+    /// after the last attempt becomes a `processing_failed` rejection.
+    async fn decide(&self, envelope: &Envelope, upload: &VersionUploaded, attempt: u64) -> Handled {
+        let started = Instant::now();
+        let processed = self.process(envelope, upload).await;
         let metrics = depot_telemetry::metrics();
         metrics
             .extraction_duration
             .observe(started.elapsed().as_secs_f64());
-        match &processed {
-            Ok(Outcome::Rejected(rejected)) => {
-                let reason = rejected
-                    .reasons
-                    .first()
-                    .map_or("unknown", |r| r.code.as_str());
-                metrics
-                    .extraction_failures
-                    .with_label_values(&[reason])
-                    .inc();
+        let retry = Handled::Retry(self.config.retry_delay(attempt));
+        let outcome = match processed {
+            Ok(outcome) => outcome,
+            Err(e) if attempt < u64::from(self.config.max_attempts.max(1)) => {
+                tracing::warn!(krate.name = %upload.name, attempt, error = %format!("{e:#}"), "upload processing failed; retrying");
+                return retry;
             }
-            Ok(Outcome::Accepted(_)) => {}
-            Err(_) => metrics
-                .extraction_failures
-                .with_label_values(&["processing_failed"])
-                .inc(),
-        }
-        match processed {
-            Ok(outcome) => match self.append(&envelope, upload, outcome).await {
-                Ok(()) => {
-                    if let Err(e) = delivery.ack().await {
-                        tracing::warn!(seq, error = %e, "could not acknowledge an upload");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(seq, error = %format!("{e:#}"), "could not append an outcome; retrying");
-                    let _ = delivery.nak(Duration::from_secs(1)).await;
-                }
-            },
-            Err(e) if delivery.is_last_attempt => {
-                tracing::error!(seq, error = %format!("{e:#}"), "giving up on an upload");
-                let rejected = Outcome::Rejected(VersionRejected {
-                    vers: upload.vers.clone(),
-                    cksum: upload.cksum.clone(),
-                    reasons: vec![reason(
+            Err(e) => {
+                tracing::error!(krate.name = %upload.name, attempt, error = %format!("{e:#}"), "giving up on an upload");
+                rejected(
+                    upload,
+                    vec![reason(
                         "processing_failed",
                         "Depot could not process the upload; please publish it again",
                     )],
-                });
-                if self.append(&envelope, upload, rejected).await.is_ok() {
-                    let _ = delivery.ack().await;
-                } else {
-                    let _ = delivery.nak(Duration::from_secs(5)).await;
-                }
+                )
             }
+        };
+        if let Outcome::Rejected(rejected) = &outcome {
+            let code = rejected
+                .reasons
+                .first()
+                .map_or("unknown", |r| r.code.as_str());
+            metrics.extraction_failures.with_label_values(&[code]).inc();
+        }
+        match self.append(envelope, upload, outcome).await {
+            Ok(()) => Handled::Done,
             Err(e) => {
-                tracing::warn!(seq, error = %format!("{e:#}"), "upload processing failed; retrying");
-                let _ = delivery.nak(Duration::from_secs(1)).await;
+                tracing::warn!(krate.name = %upload.name, attempt, error = %format!("{e:#}"), "could not append an outcome; retrying");
+                retry
             }
         }
     }
 
     /// Checks one upload. `Err` means a transient failure (e.g. the blob store), not an invalid
-    /// upload.
+    /// upload; a check that panics or overruns its time budget is a rejection.
     pub async fn process(
         &self,
         envelope: &Envelope,
         upload: &VersionUploaded,
     ) -> anyhow::Result<Outcome> {
+        let deadline = Instant::now() + self.config.check_timeout;
         let missing = || {
             anyhow::anyhow!(
                 "blob {} of {} {} is missing",
@@ -231,23 +418,126 @@ impl Extractor {
                 upload.vers
             )
         };
+        let timed_out = || {
+            rejected(
+                upload,
+                vec![reason(
+                    "check_timeout",
+                    format!(
+                        "checking the upload took longer than the {} s Depot allows",
+                        self.config.check_timeout.as_secs()
+                    ),
+                )],
+            )
+        };
+        let mut upload = upload.clone();
+        if let Some(key) = upload.metadata_blob.clone() {
+            let bytes = self
+                .blobs
+                .read_capped(&key, self.config.max_metadata_bytes)
+                .await
+                .with_context(|| format!("reading the publish metadata {key}"))?
+                .ok_or_else(|| anyhow::anyhow!("the publish metadata blob {key} is missing"))?;
+            upload.metadata = match serde_json::from_slice(&bytes) {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    return Ok(rejected(
+                        &upload,
+                        vec![reason(
+                            "invalid_metadata",
+                            format!("invalid upload request: {e}"),
+                        )],
+                    ));
+                }
+            };
+        }
         // The file is read as a stream, twice (hash, then archive): memory stays constant
         // whatever the crate's size.
-        let actual = self
-            .blobs
-            .sha256_of(&upload.blob)
-            .await?
-            .ok_or_else(missing)?;
+        let hashed =
+            tokio::time::timeout_at(deadline.into(), self.blobs.sha256_of(&upload.blob)).await;
+        let Ok(actual) = hashed else {
+            return Ok(timed_out());
+        };
+        let actual = actual?.ok_or_else(missing)?;
         let path = self.blobs.path(&upload.blob).ok_or_else(missing)?;
         let config = Arc::clone(&self.config);
-        let upload = upload.clone();
+        let checker = Arc::clone(&self.checker);
         let pubtime = envelope.at.to_pubtime();
-        tokio::task::spawn_blocking(move || {
-            let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-            Ok(check(&config, &upload, &actual, file, pubtime))
-        })
-        .await
-        .context("the checking task panicked")?
+        let expired = Arc::new(AtomicBool::new(false));
+        let task = {
+            let expired = Arc::clone(&expired);
+            let upload = upload.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<Outcome> {
+                let file = std::fs::File::open(&path)?;
+                let mut reader = DeadlineReader::new(
+                    std::io::BufReader::with_capacity(READ_BUFFER, file),
+                    deadline,
+                    expired,
+                );
+                Ok(checker.check(&config, &upload, &actual, &mut reader, pubtime))
+            })
+        };
+        let joined = tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), task).await;
+        let outcome = match joined {
+            // The blocking work stops at its next read; it is not waited for.
+            Err(_elapsed) => return Ok(timed_out()),
+            Ok(Err(join)) if join.is_panic() => {
+                tracing::error!(
+                    krate.name = %upload.name,
+                    version.num = %upload.vers,
+                    "checking an upload panicked"
+                );
+                return Ok(rejected(
+                    &upload,
+                    vec![reason(
+                        "processing_failed",
+                        "Depot failed while checking the upload; it cannot be published as is",
+                    )],
+                ));
+            }
+            Ok(Err(join)) => return Err(anyhow::anyhow!("the checking task stopped: {join}")),
+            Ok(Ok(opened)) => opened.context("opening the stored file")?,
+        };
+        if expired.load(Ordering::Relaxed) {
+            return Ok(timed_out());
+        }
+        match outcome {
+            Outcome::Accepted(accepted) => self.store_readme(&upload, accepted).await,
+            rejected @ Outcome::Rejected(_) => Ok(rejected),
+        }
+    }
+
+    /// Moves the readme of an accepted version into a blob, so the event stays small.
+    async fn store_readme(
+        &self,
+        upload: &VersionUploaded,
+        mut accepted: Box<VersionAccepted>,
+    ) -> anyhow::Result<Outcome> {
+        if let Some(readme) = accepted.metadata.readme.take() {
+            let blob = self
+                .blobs
+                .put(readme.as_bytes())
+                .await
+                .context("storing the readme")?;
+            accepted.metadata.readme_blob = Some(blob.key);
+        }
+        let size = Envelope::new(ACTOR, Event::VersionAccepted((*accepted).clone()))
+            .encode()
+            .len();
+        if size > MAX_OUTCOME_EVENT_BYTES {
+            return Ok(rejected(
+                upload,
+                vec![reason(
+                    "metadata_too_large",
+                    format!(
+                        "the index line and metadata of this version take {size} bytes; Depot \
+                         stores at most {MAX_OUTCOME_EVENT_BYTES} (fewer or shorter \
+                         dependencies or features)"
+                    ),
+                )],
+            ));
+        }
+        Ok(Outcome::Accepted(accepted))
     }
 
     async fn append(
@@ -272,7 +562,7 @@ impl Extractor {
         let subject = depot_events::subject::krate(&depot_index::canonical_name(&upload.name));
         let msg_id = format!("outcome:{}", upload_envelope.id);
         let metrics = depot_telemetry::metrics();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let appended = self
             .log
             .append(
@@ -301,6 +591,14 @@ fn reason(code: &str, detail: impl Into<String>) -> RejectionReason {
         code: code.to_owned(),
         detail: detail.into(),
     }
+}
+
+fn rejected(upload: &VersionUploaded, reasons: Vec<RejectionReason>) -> Outcome {
+    Outcome::Rejected(VersionRejected {
+        vers: upload.vers.clone(),
+        cksum: upload.cksum.clone(),
+        reasons,
+    })
 }
 
 /// The check of an upload whose stored file has checksum `actual` and reads from `file`:
@@ -392,6 +690,7 @@ pub fn check(
         links: contents.links.clone(),
         readme_file: contents.readme_file.clone(),
         readme: contents.readme.clone(),
+        readme_blob: None,
     };
     Outcome::Accepted(Box::new(VersionAccepted {
         vers: upload.vers.clone(),

@@ -589,6 +589,7 @@ impl Generator {
             size: 2_000 + (self.rng.next() % 200_000),
             blob: format!("sha256/{cksum}"),
             metadata,
+            metadata_blob: None,
             uploader: uploader.clone(),
             token_id: None,
         };

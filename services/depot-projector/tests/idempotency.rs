@@ -51,6 +51,7 @@ impl Log {
                 size: 100,
                 blob: format!("sha256/{cksum}"),
                 metadata: serde_json::json!({"name": name, "vers": vers}),
+                metadata_blob: None,
                 uploader: "alice".into(),
                 token_id: None,
             }),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use depot_cratefile::{ManifestLimits, PublishLimits, TarballLimits};
+use depot_extractor::ExtractorConfig;
 
 /// Settings shared by all subcommands.
 #[derive(Debug, Clone, Args)]
@@ -106,6 +107,26 @@ pub(crate) struct Settings {
         global = true
     )]
     pub extractor_workers: usize,
+
+    /// Seconds one extractor check (hashing and reading one .crate) may take before the upload
+    /// is rejected with `check_timeout`; the default fits a 3 GiB crate on a slow disk.
+    #[arg(
+        long,
+        env = "DEPOT_EXTRACTOR_CHECK_TIMEOUT_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub extractor_check_timeout_secs: u64,
+
+    /// Attempts at an upload that keeps failing transiently before it is rejected with
+    /// `processing_failed`.
+    #[arg(
+        long,
+        env = "DEPOT_EXTRACTOR_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub extractor_max_attempts: u32,
 
     /// Seconds a publish waits for its version to be visible in the index before answering.
     #[arg(
@@ -230,6 +251,11 @@ impl Settings {
                 self.max_crate_size
             );
         }
+        if self.extractor_check_timeout_secs == 0 || self.extractor_max_attempts == 0 {
+            anyhow::bail!(
+                "DEPOT_EXTRACTOR_CHECK_TIMEOUT_SECS and DEPOT_EXTRACTOR_MAX_ATTEMPTS must be positive"
+            );
+        }
         if self.max_json_size > u64::from(u32::MAX) {
             anyhow::bail!("DEPOT_MAX_JSON_SIZE must fit in 32 bits");
         }
@@ -273,6 +299,20 @@ impl Settings {
             own_index_urls: self.own_index_urls(public_url),
             manifest: ManifestLimits::from_publish(&self.publish_limits(public_url)),
             ..TarballLimits::default()
+        }
+    }
+
+    /// Extractor settings.
+    pub(crate) fn extractor_config(&self, public_url: &str) -> ExtractorConfig {
+        ExtractorConfig {
+            max_metadata_bytes: self.max_json_size,
+            max_attempts: self.extractor_max_attempts,
+            workers: self.extractor_workers,
+            check_timeout: Duration::from_secs(self.extractor_check_timeout_secs),
+            ..ExtractorConfig::new(
+                self.tarball_limits(public_url),
+                self.publish_limits(public_url),
+            )
         }
     }
 

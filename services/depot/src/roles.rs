@@ -10,7 +10,7 @@ use depot_eventlog::{
     EventLog, Expected, JetStreamConfig, JetStreamLog, LocalNotifier, Notifier, SqliteLog,
 };
 use depot_events::{Envelope, Event, Timestamp, TokenIssued, TokenKind, TokenScope};
-use depot_extractor::{Extractor, ExtractorConfig};
+use depot_extractor::Extractor;
 use depot_projector::{CRATE_CHANGED_TOPIC, Projector};
 use depot_store::{BlobStore, Store, Target};
 use tokio::sync::watch;
@@ -212,12 +212,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
         let extractor = Extractor::new(
             log.clone(),
             blobs.clone().expect("extractor has blobs"),
-            ExtractorConfig {
-                tarball_limits: settings.tarball_limits(&public_url),
-                publish_limits: settings.publish_limits(&public_url),
-                max_deliver: 5,
-                workers: settings.extractor_workers,
-            },
+            settings.extractor_config(&public_url),
         );
         let stop = stopped();
         tasks.spawn(async move { extractor.run(stop).await.context("extractor failed") });

@@ -28,6 +28,8 @@ pub(super) struct VersionRow {
     pub(super) metadata: Option<String>,
     pub(super) reasons: Option<String>,
     pub(super) uploaded_at: i64,
+    pub(super) metadata_blob: Option<String>,
+    pub(super) readme_blob: Option<String>,
 }
 
 /// An `index_files` row.
@@ -190,10 +192,11 @@ pub(super) async fn insert_versions(
         Tx::Pg(tx) => {
             sqlx::query(
                 "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
-                 uploader, status, yanked, entry, metadata, reasons, uploaded_at) \
+                 uploader, status, yanked, entry, metadata, reasons, uploaded_at, \
+                 metadata_blob, readme_blob) \
                  SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], \
                  $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::boolean[], \
-                 $12::text[], $13::text[], $14::text[], $15::bigint[]) \
+                 $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::text[]) \
                  ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
             )
             .bind(gen_)
@@ -211,17 +214,21 @@ pub(super) async fn insert_versions(
             .bind(rows.iter().map(|r| r.metadata.as_deref()).bind_iter())
             .bind(rows.iter().map(|r| r.reasons.as_deref()).bind_iter())
             .bind(rows.iter().map(|r| r.uploaded_at).bind_iter())
+            .bind(rows.iter().map(|r| r.metadata_blob.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.readme_blob.as_deref()).bind_iter())
             .execute(&mut **tx)
             .await?;
         }
         Tx::Sqlite(tx) => {
             sqlx::query(
                 "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
-                 uploader, status, yanked, entry, metadata, reasons, uploaded_at) \
+                 uploader, status, yanked, entry, metadata, reasons, uploaded_at, \
+                 metadata_blob, readme_blob) \
                  SELECT $1, value->>'canon', value->>'upload_seq', value->>'name', \
                  value->>'vers', value->>'cksum', value->>'size', value->>'blob', \
                  value->>'uploader', value->>'status', value->>'yanked', value->>'entry', \
-                 value->>'metadata', value->>'reasons', value->>'uploaded_at' \
+                 value->>'metadata', value->>'reasons', value->>'uploaded_at', \
+                 value->>'metadata_blob', value->>'readme_blob' \
                  FROM json_each($2) WHERE true \
                  ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
             )

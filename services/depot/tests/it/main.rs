@@ -6,6 +6,7 @@
 mod support;
 
 mod cargo_e2e;
+mod extractor_faults;
 mod faults;
 mod load;
 mod metrics;
