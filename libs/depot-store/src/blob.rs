@@ -87,7 +87,9 @@ impl BlobStore {
             .root
             .join("tmp")
             .join(format!("upload-{}", uuid::Uuid::new_v4()));
-        let file = File::create(&temp).await?;
+        // Created synchronously (one open(2)): an asynchronous create runs on a blocking thread
+        // that a cancelled request cannot stop, and could leave a file that no guard owns.
+        let file = File::from_std(std::fs::File::create(&temp)?);
         Ok(BlobWriter {
             file,
             temp: TempFile {
