@@ -7,10 +7,12 @@ mod support;
 
 mod cargo_e2e;
 mod faults;
+mod junk;
 mod load;
 mod metrics;
 mod prometheus;
 mod race;
 mod read_side;
 mod replay;
+mod slow_clients;
 mod validation;
