@@ -245,16 +245,8 @@ impl BlobWriter {
     /// Makes the blob durable and moves it to its content address. If a blob with the same
     /// content exists already, the temporary file is simply dropped. On failure (a full disk
     /// shows here, when buffered bytes are flushed) the temporary file is deleted.
-    pub async fn finish(self) -> Result<StoredBlob, StoreError> {
-        let temp = self.temp.clone();
-        let finished = self.persist().await;
-        if finished.is_err() {
-            let _ = fs::remove_file(&temp).await;
-        }
-        finished
-    }
-
-    async fn persist(mut self) -> Result<StoredBlob, StoreError> {
+    /// (The writer's guard does that: the file is kept only once it has been renamed.)
+    pub async fn finish(mut self) -> Result<StoredBlob, StoreError> {
         self.file.flush().await?;
         self.file.sync_all().await?;
         let sha256 = hex::encode(self.hasher.finalize_reset());
