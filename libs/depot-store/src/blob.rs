@@ -2,8 +2,13 @@
 //!
 //! Uploads are written to a temporary file while their sha256 is computed, then renamed to
 //! `sha256/<ab>/<cd>/<hex>`; the rename is atomic, so a blob is either absent or complete.
+//!
+//! A temporary file never outlives its upload: a [`BlobWriter`] that is dropped without
+//! [`BlobWriter::finish`] (an error, a timeout, a client that went away) removes its file, and
+//! [`BlobStore::sweep_temp`] removes what a crashed process left behind.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::fs::{self, File};
@@ -28,14 +33,38 @@ pub struct StoredBlob {
     pub size: u64,
 }
 
-/// An upload in progress: bytes go to a temporary file and into the hash.
+/// An upload in progress: bytes go to a temporary file and into the hash. Dropping it without
+/// [`BlobWriter::finish`] deletes the temporary file.
 #[derive(Debug)]
 pub struct BlobWriter {
     file: File,
-    temp: PathBuf,
+    temp: TempFile,
     hasher: Sha256,
     size: u64,
     root: PathBuf,
+}
+
+/// A temporary file that is deleted when dropped, unless it was kept.
+#[derive(Debug)]
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            // One unlink, on whichever thread drops the upload: cheap enough for `Drop`, and it
+            // runs even when the request future is cancelled.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl BlobStore {
@@ -58,10 +87,15 @@ impl BlobStore {
             .root
             .join("tmp")
             .join(format!("upload-{}", uuid::Uuid::new_v4()));
-        let file = File::create(&temp).await?;
+        // Created synchronously (one open(2)): an asynchronous create runs on a blocking thread
+        // that a cancelled request cannot stop, and could leave a file that no guard owns.
+        let file = File::from_std(std::fs::File::create(&temp)?);
         Ok(BlobWriter {
             file,
-            temp,
+            temp: TempFile {
+                path: temp,
+                keep: false,
+            },
             hasher: Sha256::new(),
             size: 0,
             root: self.root.clone(),
@@ -103,6 +137,37 @@ impl BlobStore {
             )));
         }
         Ok(Some(bytes))
+    }
+
+    /// Deletes temporary upload files not modified for `older_than` (left by a process that
+    /// crashed or was killed mid-upload) and returns how many. A live upload writes its file at
+    /// least once per body idle timeout, so `older_than` must exceed that timeout.
+    pub async fn sweep_temp(&self, older_than: Duration) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        let mut entries = fs::read_dir(self.root.join("tmp")).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let is_upload = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with("upload-"));
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if is_upload && meta.is_file() && age >= older_than {
+                match fs::remove_file(entry.path()).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The key of a blob with this sha256.
@@ -217,16 +282,8 @@ impl BlobWriter {
     /// Makes the blob durable and moves it to its content address. If a blob with the same
     /// content exists already, the temporary file is simply dropped. On failure (a full disk
     /// shows here, when buffered bytes are flushed) the temporary file is deleted.
-    pub async fn finish(self) -> Result<StoredBlob, StoreError> {
-        let temp = self.temp.clone();
-        let finished = self.persist().await;
-        if finished.is_err() {
-            let _ = fs::remove_file(&temp).await;
-        }
-        finished
-    }
-
-    async fn persist(mut self) -> Result<StoredBlob, StoreError> {
+    /// (The writer's guard does that: the file is kept only once it has been renamed.)
+    pub async fn finish(mut self) -> Result<StoredBlob, StoreError> {
         self.file.flush().await?;
         self.file.sync_all().await?;
         let sha256 = hex::encode(self.hasher.finalize_reset());
@@ -238,7 +295,8 @@ impl BlobWriter {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).await?;
         }
-        fs::rename(&self.temp, &path).await?;
+        fs::rename(self.temp.path(), &path).await?;
+        self.temp.keep = true;
         if let Some(parent) = path.parent()
             && let Ok(dir) = File::open(parent).await
         {
@@ -252,10 +310,10 @@ impl BlobWriter {
         })
     }
 
-    /// Abandons the upload and deletes the temporary file.
-    pub async fn discard(self) {
-        drop(self.file);
-        let _ = fs::remove_file(&self.temp).await;
+    /// Abandons the upload and deletes the temporary file (as dropping the writer does).
+    pub async fn discard(mut self) {
+        self.temp.keep = true;
+        let _ = fs::remove_file(self.temp.path()).await;
     }
 }
 
@@ -298,5 +356,62 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+
+    fn temp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let mut w = store.writer().await.unwrap();
+        w.write(b"half an upload").await.unwrap();
+        assert_eq!(temp_files(dir.path()), 1);
+        drop(w);
+        assert_eq!(temp_files(dir.path()), 0);
+
+        // Cancelled mid-upload, as when a client goes away.
+        let task = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut w = store.writer().await.unwrap();
+                w.write(b"partial").await.unwrap();
+                std::future::pending::<()>().await;
+            })
+        };
+        while temp_files(dir.path()) == 0 {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        let _ = task.await;
+        assert_eq!(temp_files(dir.path()), 0);
+
+        // A finished blob is kept.
+        let mut w = store.writer().await.unwrap();
+        w.write(b"kept").await.unwrap();
+        let blob = w.finish().await.unwrap();
+        assert_eq!(temp_files(dir.path()), 0);
+        assert!(store.path(&blob.key).unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn sweeping_removes_only_old_upload_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let stale = dir.path().join("tmp").join("upload-left-by-a-crash");
+        std::fs::write(&stale, b"x").unwrap();
+        let other = dir.path().join("tmp").join("not-an-upload");
+        std::fs::write(&other, b"x").unwrap();
+        let live = store.writer().await.unwrap();
+        assert_eq!(
+            store.sweep_temp(Duration::from_secs(3600)).await.unwrap(),
+            0
+        );
+        assert_eq!(store.sweep_temp(Duration::ZERO).await.unwrap(), 2);
+        assert!(!stale.exists() && other.exists());
+        drop(live);
+        assert_eq!(temp_files(dir.path()), 1);
     }
 }

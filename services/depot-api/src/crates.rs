@@ -46,6 +46,7 @@ async fn set_yanked(
     yanked: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
+    state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::Yank, &name)?;
     let canon = depot_index::canonical_name(&name);
     let executed = execute(&state, &canon, &principal.login, |krate| {
@@ -152,22 +153,32 @@ async fn change_owners(
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
+    state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::ChangeOwners, &name)?;
     if body.users.is_empty() {
         return Err(ApiError::bad_request("no users given"));
     }
-    // `--add a,b` arrives as one string: accept comma-separated lists too.
+    // `--add a,b` arrives as one string: accept comma-separated lists too. The count is
+    // capped before any login is looked up.
+    let max_owners = state.config().limits.max_owners_per_request;
+    let requested: Vec<&str> = body
+        .users
+        .iter()
+        .flat_map(|entry| entry.split(','))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(max_owners.saturating_add(1))
+        .collect();
+    crate::limits::check_owner_count(requested.len(), max_owners)?;
     let mut logins = Vec::new();
-    for entry in &body.users {
-        for login in entry.split(',').map(str::trim).filter(|l| !l.is_empty()) {
-            let known = state.store().user(login).await?;
-            let Some(_) = known else {
-                return Err(ApiError::not_found(format!(
-                    "could not find user with login `{login}`"
-                )));
-            };
-            logins.push(login.to_ascii_lowercase());
-        }
+    for login in requested {
+        let known = state.store().user(login).await?;
+        let Some(_) = known else {
+            return Err(ApiError::not_found(format!(
+                "could not find user with login `{login}`"
+            )));
+        };
+        logins.push(login.to_ascii_lowercase());
     }
     let canon = depot_index::canonical_name(&name);
     let executed = execute(&state, &canon, &principal.login, |krate| {
@@ -233,6 +244,7 @@ pub(crate) async fn search(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    crate::limits::check_search_query(&query.q, state.config().limits.max_search_query_bytes)?;
     let limit = query.per_page.unwrap_or(10).clamp(1, 100);
     let (hits, total) = state.store().search(query.q.trim(), limit).await?;
     let crates: Vec<Value> = hits

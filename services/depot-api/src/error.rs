@@ -1,8 +1,10 @@
 //! The one error type of the HTTP edge, rendered in cargo's format
 //! `{"errors":[{"detail":"…"}]}` with an accurate status.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -11,6 +13,8 @@ use serde_json::json;
 pub struct ApiError {
     status: StatusCode,
     details: Vec<String>,
+    /// Whole seconds for a `Retry-After` header, when the client should come back later.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +23,7 @@ impl ApiError {
         ApiError {
             status,
             details: vec![detail.into()],
+            retry_after: None,
         }
     }
 
@@ -63,7 +68,28 @@ impl ApiError {
 
     /// An error with several details (cargo joins them with `, `).
     pub fn many(status: StatusCode, details: Vec<String>) -> ApiError {
-        ApiError { status, details }
+        ApiError {
+            status,
+            details,
+            retry_after: None,
+        }
+    }
+
+    /// 429 Too Many Requests, with `Retry-After` (rounded up to whole seconds, at least 1).
+    pub fn too_many_requests(detail: impl Into<String>, wait: Duration) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).with_retry_after(wait)
+    }
+
+    /// 408 Request Timeout: the client stopped sending.
+    pub fn request_timeout(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, detail)
+    }
+
+    /// Adds a `Retry-After` header (rounded up to whole seconds, at least 1).
+    pub fn with_retry_after(mut self, wait: Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// The status code.
@@ -84,7 +110,13 @@ impl IntoResponse for ApiError {
             .iter()
             .map(|detail| json!({ "detail": detail }))
             .collect();
-        (self.status, Json(json!({ "errors": errors }))).into_response()
+        let mut response = (self.status, Json(json!({ "errors": errors }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

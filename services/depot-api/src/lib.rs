@@ -10,9 +10,12 @@ mod commands;
 mod crates;
 mod error;
 mod index;
+mod limits;
 mod metrics;
 mod publish;
+mod rate_limit;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +29,8 @@ use tower_http::trace::TraceLayer;
 
 pub use changes::spawn_change_listener;
 pub use error::ApiError;
+pub use limits::EdgeLimits;
+pub use rate_limit::RateSpec;
 
 /// Settings of the api role.
 #[derive(Debug, Clone)]
@@ -48,6 +53,8 @@ pub struct ApiConfig {
     /// How long a cached index file may be served without revalidation against the database,
     /// as a safety net for lost change notifications.
     pub index_cache_ttl: Duration,
+    /// Timeouts, caps and rate limits of the HTTP edge.
+    pub limits: EdgeLimits,
 }
 
 impl ApiConfig {
@@ -72,6 +79,8 @@ struct Inner {
     cache: index::IndexCache,
     changes: changes::ChangeHub,
     downloads: crates::DownloadCounter,
+    rate_limits: rate_limit::RateLimits,
+    in_flight: limits::InFlight,
 }
 
 impl AppState {
@@ -82,7 +91,19 @@ impl AppState {
         store: Store,
         blobs: BlobStore,
     ) -> AppState {
-        let cache = index::IndexCache::new(config.index_cache_ttl);
+        let limits = &config.limits;
+        let cache = index::IndexCache::new(
+            config.index_cache_ttl,
+            index::CacheBounds {
+                max_bytes: limits.index_cache_bytes,
+                max_entries: NonZeroUsize::new(limits.index_cache_entries)
+                    .unwrap_or(NonZeroUsize::MIN),
+                max_misses: NonZeroUsize::new(limits.index_cache_misses)
+                    .unwrap_or(NonZeroUsize::MIN),
+            },
+        );
+        let rate_limits = rate_limit::RateLimits::new(limits.publish_rate, limits.command_rate);
+        let in_flight = limits::InFlight::new(limits.max_in_flight);
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -92,6 +113,8 @@ impl AppState {
                 cache,
                 changes: changes::ChangeHub::new(),
                 downloads: crates::DownloadCounter::default(),
+                rate_limits,
+                in_flight,
             }),
         }
     }
@@ -134,7 +157,9 @@ impl AppState {
 
 /// The router: sparse index under `/index/`, cargo's web API under `/api/v1/`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let limits = &state.config().limits;
+    let (request_timeout, in_flight) = (limits.request_timeout, state.inner.in_flight.clone());
+    let routes = Router::new()
         .route("/index/config.json", get(index::config_json))
         .route("/index/{*path}", get(index::index_file))
         .route(
@@ -159,7 +184,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/me", get(crates::me))
         .route("/health", get(|| async { "ok" }))
-        .fallback(|| async { ApiError::not_found("not found") })
+        .fallback(|| async { ApiError::not_found("not found") });
+
+    // Edge limits: a deadline for everything but uploads (inside, so it sees the matched
+    // route), and the in-flight budget outside it, so shed requests cost nothing.
+    let routes = routes
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            limits::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            in_flight,
+            limits::shed_load,
+        ));
+
+    routes
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

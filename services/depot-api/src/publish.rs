@@ -68,8 +68,9 @@ async fn publish_inner(
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let principal = authenticate(&state, &headers).await?;
+    state.inner.rate_limits.publish(principal.token_id)?;
     let config = state.config();
-    let mut body = BodyReader::new(body.into_data_stream());
+    let mut body = BodyReader::new(body.into_data_stream(), config.limits.body_idle_timeout);
 
     // 1. Metadata.
     let json_len = body.read_u32("metadata length").await?;
@@ -356,20 +357,35 @@ async fn wait_for_outcome(
     }
 }
 
-/// Reads the publish body piece by piece.
+/// Reads the publish body piece by piece; a client that sends nothing for `idle_timeout` is cut
+/// off with 408 (the caller's error path then drops the temporary blob).
 struct BodyReader {
     stream: BodyDataStream,
     buffer: Bytes,
     done: bool,
+    idle_timeout: Duration,
 }
 
 impl BodyReader {
-    fn new(stream: BodyDataStream) -> BodyReader {
+    fn new(stream: BodyDataStream, idle_timeout: Duration) -> BodyReader {
         BodyReader {
             stream,
             buffer: Bytes::new(),
             done: false,
+            idle_timeout,
         }
+    }
+
+    /// The next chunk of the body, waiting at most `idle_timeout` for it.
+    async fn next_chunk(&mut self) -> Result<Option<Result<Bytes, axum::Error>>, ApiError> {
+        tokio::time::timeout(self.idle_timeout, self.stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::request_timeout(format!(
+                    "invalid upload request: no body data arrived for {} s",
+                    self.idle_timeout.as_secs_f64()
+                ))
+            })
     }
 
     /// Makes sure the buffer holds data; false at the end of the body.
@@ -378,7 +394,7 @@ impl BodyReader {
             if self.done {
                 return Ok(false);
             }
-            match self.stream.next().await {
+            match self.next_chunk().await? {
                 Some(Ok(chunk)) => self.buffer = chunk,
                 Some(Err(e)) => {
                     return Err(ApiError::bad_request(format!(

@@ -2,12 +2,16 @@
 //! This is the only place the environment is read; the roles get typed structs.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use depot_api::{EdgeLimits, RateSpec};
 use depot_cratefile::{ManifestLimits, PublishLimits, TarballLimits};
 use depot_extractor::ExtractorConfig;
+
+use crate::http::ServerLimits;
 
 /// Settings shared by all subcommands.
 #[derive(Debug, Clone, Args)]
@@ -167,6 +171,128 @@ pub(crate) struct Settings {
     /// of 512 MiB and 50 times DEPOT_MAX_CRATE_SIZE; it may not be below DEPOT_MAX_CRATE_SIZE.
     #[arg(long, env = "DEPOT_MAX_UNPACKED_SIZE", value_parser = parse_size, global = true)]
     pub max_unpacked_size: Option<u64>,
+
+    /// Seconds a client may take to send a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    #[arg(
+        long,
+        env = "DEPOT_HEADER_READ_TIMEOUT_SECS",
+        default_value = "10",
+        global = true
+    )]
+    pub header_read_timeout_secs: NonZeroU64,
+
+    /// Seconds an upload may go without sending body data before it fails with 408.
+    #[arg(
+        long,
+        env = "DEPOT_BODY_IDLE_TIMEOUT_SECS",
+        default_value = "30",
+        global = true
+    )]
+    pub body_idle_timeout_secs: NonZeroU64,
+
+    /// Seconds a request other than an upload may take before it is answered with 503.
+    #[arg(
+        long,
+        env = "DEPOT_REQUEST_TIMEOUT_SECS",
+        default_value = "30",
+        global = true
+    )]
+    pub request_timeout_secs: NonZeroU64,
+
+    /// HTTP connections open at the same time; more wait until one closes.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_CONNECTIONS",
+        default_value = "1024",
+        global = true
+    )]
+    pub max_connections: NonZeroUsize,
+
+    /// Requests handled at the same time; more are answered with 503 and `Retry-After`.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_IN_FLIGHT",
+        default_value = "512",
+        global = true
+    )]
+    pub max_in_flight: NonZeroUsize,
+
+    /// Longest search query, in bytes.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_SEARCH_QUERY_BYTES",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_search_query_bytes: usize,
+
+    /// Most users one `cargo owner --add/--remove` may name.
+    #[arg(
+        long,
+        env = "DEPOT_MAX_OWNERS_PER_REQUEST",
+        default_value = "32",
+        global = true
+    )]
+    pub max_owners_per_request: NonZeroUsize,
+
+    /// Most bytes of index files kept in memory (suffixes allowed).
+    #[arg(long, env = "DEPOT_INDEX_CACHE_SIZE", default_value = "64MiB", value_parser = parse_size, global = true)]
+    pub index_cache_size: u64,
+
+    /// Most index files kept in memory.
+    #[arg(
+        long,
+        env = "DEPOT_INDEX_CACHE_ENTRIES",
+        default_value = "20000",
+        global = true
+    )]
+    pub index_cache_entries: NonZeroUsize,
+
+    /// Most names without a crate remembered by the index cache.
+    #[arg(
+        long,
+        env = "DEPOT_INDEX_CACHE_MISSES",
+        default_value = "10000",
+        global = true
+    )]
+    pub index_cache_misses: NonZeroUsize,
+
+    /// Publishes per minute per token, sustained.
+    #[arg(
+        long,
+        env = "DEPOT_PUBLISH_RATE_PER_MIN",
+        default_value = "12000",
+        global = true
+    )]
+    pub publish_rate_per_min: NonZeroU32,
+
+    /// Publishes per token allowed in a burst.
+    #[arg(
+        long,
+        env = "DEPOT_PUBLISH_BURST",
+        default_value = "5000",
+        global = true
+    )]
+    pub publish_burst: NonZeroU32,
+
+    /// Yanks, unyanks and owner changes per minute per token, sustained.
+    #[arg(
+        long,
+        env = "DEPOT_COMMAND_RATE_PER_MIN",
+        default_value = "12000",
+        global = true
+    )]
+    pub command_rate_per_min: NonZeroU32,
+
+    /// Yanks, unyanks and owner changes per token allowed in a burst.
+    #[arg(
+        long,
+        env = "DEPOT_COMMAND_BURST",
+        default_value = "5000",
+        global = true
+    )]
+    pub command_burst: NonZeroU32,
 }
 
 /// The unpacked cap when none is configured: at least this many bytes …
@@ -314,6 +440,44 @@ impl Settings {
                 self.publish_limits(public_url),
             )
         }
+    }
+
+    /// Limits of the api's HTTP edge.
+    pub(crate) fn edge_limits(&self) -> EdgeLimits {
+        EdgeLimits {
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs.get()),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.get()),
+            max_in_flight: self.max_in_flight.get(),
+            max_search_query_bytes: self.max_search_query_bytes,
+            max_owners_per_request: self.max_owners_per_request.get(),
+            index_cache_bytes: usize::try_from(self.index_cache_size).unwrap_or(usize::MAX),
+            index_cache_entries: self.index_cache_entries.get(),
+            index_cache_misses: self.index_cache_misses.get(),
+            publish_rate: RateSpec {
+                per_minute: self.publish_rate_per_min,
+                burst: self.publish_burst,
+            },
+            command_rate: RateSpec {
+                per_minute: self.command_rate_per_min,
+                burst: self.command_burst,
+            },
+        }
+    }
+
+    /// Limits of the api's connections.
+    pub(crate) fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.get()),
+            max_connections: self.max_connections.get(),
+        }
+    }
+
+    /// How long a temporary upload file must be untouched before the sweep at start removes it:
+    /// longer than any live upload can go without writing.
+    pub(crate) fn stale_upload_age(&self) -> Duration {
+        Duration::from_secs(60).max(Duration::from_secs(
+            self.body_idle_timeout_secs.get().saturating_mul(2),
+        ))
     }
 
     /// How long a publish waits for visibility.

@@ -4,6 +4,7 @@
 
 mod admin;
 mod config;
+mod http;
 mod roles;
 
 use clap::{Parser, Subcommand, ValueEnum};

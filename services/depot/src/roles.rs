@@ -93,11 +93,18 @@ pub(crate) async fn open_store(settings: &Settings, max_connections: u32) -> any
 }
 
 /// Opens the blob store.
+/// Opens the blob store and removes temporary upload files that a crashed process left behind.
 pub(crate) async fn open_blobs(settings: &Settings) -> anyhow::Result<BlobStore> {
     let dir = settings.blob_dir();
-    BlobStore::open(&dir)
+    let blobs = BlobStore::open(&dir)
         .await
-        .with_context(|| format!("cannot open the blob directory {}", dir.display()))
+        .with_context(|| format!("cannot open the blob directory {}", dir.display()))?;
+    match blobs.sweep_temp(settings.stale_upload_age()).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed abandoned temporary upload files"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep temporary upload files"),
+    }
+    Ok(blobs)
 }
 
 /// Hides the password of a URL for messages.
@@ -227,6 +234,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             publish_wait: settings.publish_wait(),
             command_wait: Duration::from_secs(10),
             index_cache_ttl: Duration::from_secs(5),
+            limits: settings.edge_limits(),
         };
         let state = AppState::new(
             config,
@@ -254,10 +262,10 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
         });
         let app = depot_api::router(state);
         let stop = stopped();
+        let server_limits = settings.server_limits();
         tracing::info!(%public_url, index = %format!("sparse+{public_url}/index/"), "depot listening on http://{bound}");
         tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
+            let served = crate::http::serve(listener, app, server_limits, stop)
                 .await
                 .context("http server failed");
             listener_task.abort();

@@ -166,6 +166,11 @@ impl TestDepot {
         let _ = self.child.wait();
     }
 
+    /// The process id of the running server.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The data directory.
     pub(crate) fn data_dir(&self) -> &std::path::Path {
         self.data.path()
