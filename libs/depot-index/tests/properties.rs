@@ -42,7 +42,7 @@ proptest! {
         prop_assert_eq!(parsed.is_ok(), syntax_ok(&s));
         if let Ok(name) = parsed {
             prop_assert_eq!(name.as_str(), s.as_str());
-            prop_assert_eq!(CrateName::parse(&name.to_string()), Ok(name.clone()));
+            prop_assert_eq!(CrateName::parse(&format!("{name}")), Ok(name.clone()));
             // The publish rule is stricter, never looser.
             if CrateName::parse_for_publish(&s).is_ok() {
                 prop_assert!(!name.is_reserved());

@@ -5,49 +5,55 @@ use std::sync::Mutex;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use depot_events::{Event, OwnersChanged, TokenScope, VersionYankToggled};
+use depot_index::{CrateName, Login, Version};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use crate::auth::authenticate;
 use crate::commands::{Decision, execute, wait_projected};
+use crate::extract::{ApiJson, ApiQuery, CratePath, VersionPath};
 use crate::{ApiError, AppState};
 
-fn crate_not_found(name: &str) -> ApiError {
+/// The most logins one owner change may name (each is looked up).
+pub(crate) const MAX_OWNER_CHANGES: usize = 100;
+
+fn crate_not_found(name: &CrateName) -> ApiError {
     ApiError::not_found(format!("crate `{name}` does not exist"))
 }
 
 /// `DELETE /api/v1/crates/{name}/{version}/yank`.
 pub(crate) async fn yank(
     state: State<AppState>,
-    path: Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, path, headers, true).await
+    set_yanked(state, name, vers, headers, true).await
 }
 
 /// `PUT /api/v1/crates/{name}/{version}/unyank`.
 pub(crate) async fn unyank(
     state: State<AppState>,
-    path: Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, path, headers, false).await
+    set_yanked(state, name, vers, headers, false).await
 }
 
 async fn set_yanked(
     State(state): State<AppState>,
-    Path((name, vers)): Path<(String, String)>,
+    name: CrateName,
+    vers: Version,
     headers: HeaderMap,
     yanked: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(TokenScope::Yank, &name)?;
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let executed = execute(&state, &canon, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
@@ -64,7 +70,7 @@ async fn set_yanked(
             return Ok(Decision::Done(()));
         }
         let toggle = VersionYankToggled {
-            vers: vers.clone(),
+            vers: vers.to_string(),
             message: None,
         };
         let event = if yanked {
@@ -98,9 +104,9 @@ pub(crate) async fn me(
 /// `GET /api/v1/crates/{name}/owners`.
 pub(crate) async fn list_owners(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    CratePath(name): CratePath,
 ) -> Result<Json<Value>, ApiError> {
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let (krate, _) = crate::commands::load_crate(&state, &canon).await?;
     if !krate.exists() {
         return Err(crate_not_found(&name));
@@ -127,9 +133,9 @@ pub(crate) struct OwnersBody {
 /// `PUT /api/v1/crates/{name}/owners`.
 pub(crate) async fn add_owners(
     state: State<AppState>,
-    path: Path<String>,
+    path: CratePath,
     headers: HeaderMap,
-    body: Json<OwnersBody>,
+    body: ApiJson<OwnersBody>,
 ) -> Result<Json<Value>, ApiError> {
     change_owners(state, path, headers, body, true).await
 }
@@ -137,39 +143,33 @@ pub(crate) async fn add_owners(
 /// `DELETE /api/v1/crates/{name}/owners`.
 pub(crate) async fn remove_owners(
     state: State<AppState>,
-    path: Path<String>,
+    path: CratePath,
     headers: HeaderMap,
-    body: Json<OwnersBody>,
+    body: ApiJson<OwnersBody>,
 ) -> Result<Json<Value>, ApiError> {
     change_owners(state, path, headers, body, false).await
 }
 
 async fn change_owners(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    CratePath(name): CratePath,
     headers: HeaderMap,
-    Json(body): Json<OwnersBody>,
+    ApiJson(body): ApiJson<OwnersBody>,
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     principal.require(TokenScope::ChangeOwners, &name)?;
-    if body.users.is_empty() {
-        return Err(ApiError::bad_request("no users given"));
-    }
-    // `--add a,b` arrives as one string: accept comma-separated lists too.
     let mut logins = Vec::new();
-    for entry in &body.users {
-        for login in entry.split(',').map(str::trim).filter(|l| !l.is_empty()) {
-            let known = state.store().user(login).await?;
-            let Some(_) = known else {
-                return Err(ApiError::not_found(format!(
-                    "could not find user with login `{login}`"
-                )));
-            };
-            logins.push(login.to_ascii_lowercase());
-        }
+    for login in parse_logins(&body.users)? {
+        let known = state.store().user(&login).await?;
+        let Some(_) = known else {
+            return Err(ApiError::not_found(format!(
+                "could not find user with login `{login}`"
+            )));
+        };
+        logins.push(login.to_lowercase().to_string());
     }
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let executed = execute(&state, &canon, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
@@ -220,6 +220,29 @@ async fn change_owners(
     Ok(Json(json!({ "ok": true, "msg": msg })))
 }
 
+/// The logins of an owner change. `--add a,b` arrives as one string, so comma-separated lists
+/// are accepted too; at most [`MAX_OWNER_CHANGES`] in all. A string that is no login names no
+/// user (404).
+fn parse_logins(entries: &[String]) -> Result<Vec<Login>, ApiError> {
+    let mut logins = Vec::new();
+    for entry in entries {
+        for raw in entry.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            if logins.len() == MAX_OWNER_CHANGES {
+                return Err(ApiError::bad_request(format!(
+                    "too many users in one request (max {MAX_OWNER_CHANGES})"
+                )));
+            }
+            let login = Login::parse(raw)
+                .map_err(|e| ApiError::not_found(format!("could not find user: {e}")))?;
+            logins.push(login);
+        }
+    }
+    if logins.is_empty() {
+        return Err(ApiError::bad_request("no users given"));
+    }
+    Ok(logins)
+}
+
 /// Query of `GET /api/v1/crates`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SearchQuery {
@@ -231,7 +254,7 @@ pub(crate) struct SearchQuery {
 /// `GET /api/v1/crates?q=&per_page=`.
 pub(crate) async fn search(
     State(state): State<AppState>,
-    Query(query): Query<SearchQuery>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.per_page.unwrap_or(10).clamp(1, 100);
     let (hits, total) = state.store().search(query.q.trim(), limit).await?;
@@ -253,9 +276,9 @@ pub(crate) async fn search(
 /// `GET /api/v1/crates/{name}/{version}/download`: streams the `.crate`.
 pub(crate) async fn download(
     State(state): State<AppState>,
-    Path((name, vers)): Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
 ) -> Result<Response, ApiError> {
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let not_found = || ApiError::not_found(format!("crate `{name}` has no version `{vers}`"));
     let Some(blob) = state.store().download_target(&canon, &vers).await? else {
         return Err(not_found());

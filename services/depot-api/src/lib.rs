@@ -9,6 +9,7 @@ mod changes;
 mod commands;
 mod crates;
 mod error;
+mod extract;
 mod index;
 mod metrics;
 mod publish;
@@ -22,6 +23,7 @@ use axum::routing::{delete, get, put};
 use depot_cratefile::{PublishLimits, TarballLimits};
 use depot_eventlog::EventLog;
 use depot_store::{BlobStore, Store};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use changes::spawn_change_listener;
@@ -133,6 +135,10 @@ impl AppState {
 }
 
 /// The router: sparse index under `/index/`, cargo's web API under `/api/v1/`.
+///
+/// Every error leaves in cargo's format `{"errors":[{"detail":"…"}]}`: handler errors, rejected
+/// paths, queries and bodies (the extractors of `extract`), unknown routes (404), wrong methods
+/// (405, with `Allow`), and a panicking handler (500, caught by the catch-panic layer).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/index/config.json", get(index::config_json))
@@ -160,6 +166,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(crates::me))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not found") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -158,6 +158,11 @@ impl Extractor {
             let _ = delivery.ack().await;
             return;
         };
+        if let Err(e) = depot_index::CrateName::parse(&upload.name) {
+            tracing::error!(seq, error = %e, "upload of an invalid crate name; skipping it in the extractor");
+            let _ = delivery.term().await;
+            return;
+        }
         let started = std::time::Instant::now();
         let processed = self.process(&envelope, upload).await;
         let metrics = depot_telemetry::metrics();
@@ -269,7 +274,9 @@ impl Extractor {
             }
         };
         let envelope = Envelope::new(ACTOR, event);
-        let subject = depot_events::subject::krate(&depot_index::canonical_name(&upload.name));
+        let name =
+            depot_index::CrateName::parse(&upload.name).context("the upload's crate name")?;
+        let subject = depot_events::subject::krate(&name.canonical());
         let msg_id = format!("outcome:{}", upload_envelope.id);
         let metrics = depot_telemetry::metrics();
         let started = std::time::Instant::now();
