@@ -87,9 +87,9 @@ fn crate_name(raw: &str) -> Result<CrateName, ApiError> {
 /// decoded (not UTF-8) names nothing: 404. A route without the parameters is a bug: 500.
 fn path_rejection(rejection: PathRejection) -> ApiError {
     match rejection {
-        PathRejection::FailedToDeserializePathParams(_) => ApiError::not_found(
-            "no crate has this name: the path is not valid percent-encoded UTF-8",
-        ),
+        PathRejection::FailedToDeserializePathParams(_) => {
+            ApiError::not_found("not found: a path parameter is not valid percent-encoded UTF-8")
+        }
         other => ApiError::internal(other.body_text()),
     }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod cargo_e2e;
 mod faults;
+mod hostile_http;
 mod load;
 mod metrics;
 mod poison;
