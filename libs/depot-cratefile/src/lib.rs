@@ -5,6 +5,8 @@
 //! `Cargo.toml` (§5.2). This crate checks both the way crates.io does (§6) and turns them into
 //! index dependencies (§3.2):
 //!
+//! - [`framing`]: [`PublishFraming`] splits a publish body, fed in any chunks, into the
+//!   metadata and the crate bytes, with the declared lengths capped.
 //! - [`publish`]: the metadata JSON ([`PublishMetadata`]) and [`publish::validate`], which
 //!   applies the name, version, keyword, feature and dependency rules and the
 //!   [`PublishLimits`].
@@ -21,6 +23,7 @@
 //! and policy (limits, which index URLs mean "this registry") as plain structs.
 
 pub mod consistency;
+pub mod framing;
 mod manifest;
 mod platform;
 pub mod publish;
@@ -34,6 +37,7 @@ mod builder;
 #[cfg(feature = "builder")]
 pub use builder::TarballBuilder;
 pub use consistency::{Mismatch, check_consistency};
+pub use framing::{Frame, FramingError, FramingLimits, PublishFraming};
 pub use platform::{
     MAX_CFG_DEPTH, MAX_PLATFORM_LEN, PlatformError, check_platform, normalize_platform,
 };

@@ -22,14 +22,21 @@ pub use payload::{
 };
 
 /// Subjects of the log: one per aggregate.
+///
+/// They take validated values only: a canonical crate name and a login hold nothing but ASCII
+/// alphanumerics, `-` and `_`, so no subject can contain a wildcard (`*`, `>`), a separator
+/// (`.`) or whitespace.
 pub mod subject {
+    use depot_index::{CanonicalName, Login};
+
     /// The subject token of a crate's aggregate: `crate.<canonical name>`.
-    pub fn krate(canonical: &str) -> String {
+    pub fn krate(canonical: &CanonicalName) -> String {
         format!("crate.{canonical}")
     }
 
-    /// The subject token of a principal's aggregate (users and their tokens).
-    pub fn principal(user: &str) -> String {
-        format!("principal.{}", user.to_ascii_lowercase())
+    /// The subject token of a principal's aggregate (users and their tokens):
+    /// `principal.<lowercase login>`.
+    pub fn principal(user: &Login) -> String {
+        format!("principal.{}", user.to_lowercase())
     }
 }

@@ -1,17 +1,25 @@
 //! The sparse index format (RFC 2789) as cargo 1.95 reads it.
 //!
-//! This crate knows how crate names are canonicalised, where a crate's index file lives, what one
+//! This crate holds the validated values every edge parses raw input into once ([`CrateName`],
+//! [`CanonicalName`], [`Version`], [`Checksum`], [`BlobKey`], [`Login`]), and knows how crate
+//! names are canonicalised, where a crate's index file lives, what one
 //! index line looks like byte for byte, and how a whole index file and its ETag are rendered. It
 //! does no I/O: the projector renders files with it and the api serves the bytes it produced.
 
+mod digest;
 mod entry;
+mod login;
 mod name;
+mod version;
 
+pub use digest::{BlobKey, Checksum, DigestError};
 pub use entry::{DependencyKind, FeatureMap, IndexDependency, IndexEntry, split_features};
+pub use login::{Login, LoginError, MAX_LOGIN_LENGTH};
 pub use name::{
-    CrateNameError, MAX_NAME_LENGTH, canonical_name, index_path, validate_crate_name,
-    validate_dependency_name,
+    CanonicalName, CrateName, CrateNameError, MAX_NAME_LENGTH, canonical_name, index_path,
+    parse_index_path, validate_crate_name, validate_dependency_name,
 };
+pub use version::{MAX_VERSION_LENGTH, Version, VersionError};
 
 use sha2::{Digest, Sha256};
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use depot_eventlog::{AppendError, Expected};
 use depot_events::{CrateState, Envelope, Event};
+use depot_index::CanonicalName;
 
 use crate::{ApiError, AppState};
 
@@ -34,7 +35,7 @@ pub(crate) struct Executed<T> {
 /// applied yet, read from the log. Returns the state and the sequence of its last event.
 pub(crate) async fn load_crate(
     state: &AppState,
-    canon: &str,
+    canon: &CanonicalName,
 ) -> Result<(CrateState, u64), ApiError> {
     let (mut crate_state, mut seq) = state.store().crate_state(canon).await?.unwrap_or_default();
     let subject = depot_events::subject::krate(canon);
@@ -51,7 +52,7 @@ pub(crate) async fn load_crate(
 /// runs again.
 pub(crate) async fn execute<T>(
     state: &AppState,
-    canon: &str,
+    canon: &CanonicalName,
     actor: &str,
     mut decide: impl FnMut(&CrateState) -> Result<Decision<T>, ApiError>,
 ) -> Result<Executed<T>, ApiError> {

@@ -5,50 +5,53 @@ use std::sync::Mutex;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use depot_events::{Event, OwnersChanged, TokenScope, VersionYankToggled};
+use depot_index::{CrateName, Login, Version};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use crate::auth::authenticate;
 use crate::commands::{Decision, execute, wait_projected};
+use crate::extract::{ApiJson, ApiQuery, CratePath, VersionPath};
 use crate::{ApiError, AppState};
 
-fn crate_not_found(name: &str) -> ApiError {
+fn crate_not_found(name: &CrateName) -> ApiError {
     ApiError::not_found(format!("crate `{name}` does not exist"))
 }
 
 /// `DELETE /api/v1/crates/{name}/{version}/yank`.
 pub(crate) async fn yank(
     state: State<AppState>,
-    path: Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, path, headers, true).await
+    set_yanked(state, name, vers, headers, true).await
 }
 
 /// `PUT /api/v1/crates/{name}/{version}/unyank`.
 pub(crate) async fn unyank(
     state: State<AppState>,
-    path: Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, path, headers, false).await
+    set_yanked(state, name, vers, headers, false).await
 }
 
 async fn set_yanked(
     State(state): State<AppState>,
-    Path((name, vers)): Path<(String, String)>,
+    name: CrateName,
+    vers: Version,
     headers: HeaderMap,
     yanked: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::Yank, &name)?;
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let executed = execute(&state, &canon, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
@@ -65,7 +68,7 @@ async fn set_yanked(
             return Ok(Decision::Done(()));
         }
         let toggle = VersionYankToggled {
-            vers: vers.clone(),
+            vers: vers.to_string(),
             message: None,
         };
         let event = if yanked {
@@ -99,9 +102,9 @@ pub(crate) async fn me(
 /// `GET /api/v1/crates/{name}/owners`.
 pub(crate) async fn list_owners(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    CratePath(name): CratePath,
 ) -> Result<Json<Value>, ApiError> {
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let (krate, _) = crate::commands::load_crate(&state, &canon).await?;
     if !krate.exists() {
         return Err(crate_not_found(&name));
@@ -128,9 +131,9 @@ pub(crate) struct OwnersBody {
 /// `PUT /api/v1/crates/{name}/owners`.
 pub(crate) async fn add_owners(
     state: State<AppState>,
-    path: Path<String>,
+    path: CratePath,
     headers: HeaderMap,
-    body: Json<OwnersBody>,
+    body: ApiJson<OwnersBody>,
 ) -> Result<Json<Value>, ApiError> {
     change_owners(state, path, headers, body, true).await
 }
@@ -138,49 +141,34 @@ pub(crate) async fn add_owners(
 /// `DELETE /api/v1/crates/{name}/owners`.
 pub(crate) async fn remove_owners(
     state: State<AppState>,
-    path: Path<String>,
+    path: CratePath,
     headers: HeaderMap,
-    body: Json<OwnersBody>,
+    body: ApiJson<OwnersBody>,
 ) -> Result<Json<Value>, ApiError> {
     change_owners(state, path, headers, body, false).await
 }
 
 async fn change_owners(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    CratePath(name): CratePath,
     headers: HeaderMap,
-    Json(body): Json<OwnersBody>,
+    ApiJson(body): ApiJson<OwnersBody>,
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::ChangeOwners, &name)?;
-    if body.users.is_empty() {
-        return Err(ApiError::bad_request("no users given"));
-    }
-    // `--add a,b` arrives as one string: accept comma-separated lists too. The count is
-    // capped before any login is looked up.
-    let max_owners = state.config().limits.max_owners_per_request;
-    let requested: Vec<&str> = body
-        .users
-        .iter()
-        .flat_map(|entry| entry.split(','))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(max_owners.saturating_add(1))
-        .collect();
-    crate::limits::check_owner_count(requested.len(), max_owners)?;
     let mut logins = Vec::new();
-    for login in requested {
-        let known = state.store().user(login).await?;
+    for login in parse_logins(&body.users, state.config().limits.max_owners_per_request)? {
+        let known = state.store().user(&login).await?;
         let Some(_) = known else {
             return Err(ApiError::not_found(format!(
                 "could not find user with login `{login}`"
             )));
         };
-        logins.push(login.to_ascii_lowercase());
+        logins.push(login.to_lowercase().to_string());
     }
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let executed = execute(&state, &canon, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
@@ -231,6 +219,25 @@ async fn change_owners(
     Ok(Json(json!({ "ok": true, "msg": msg })))
 }
 
+/// The logins of an owner change. `--add a,b` arrives as one string, so comma-separated lists
+/// are accepted too; at most `max` in all (counted before any is looked up). A string that is no
+/// login names no user (404).
+fn parse_logins(entries: &[String], max: usize) -> Result<Vec<Login>, ApiError> {
+    let mut logins = Vec::new();
+    for entry in entries {
+        for raw in entry.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            crate::limits::check_owner_count(logins.len() + 1, max)?;
+            let login = Login::parse(raw)
+                .map_err(|e| ApiError::not_found(format!("could not find user: {e}")))?;
+            logins.push(login);
+        }
+    }
+    if logins.is_empty() {
+        return Err(ApiError::bad_request("no users given"));
+    }
+    Ok(logins)
+}
+
 /// Query of `GET /api/v1/crates`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SearchQuery {
@@ -242,7 +249,7 @@ pub(crate) struct SearchQuery {
 /// `GET /api/v1/crates?q=&per_page=`.
 pub(crate) async fn search(
     State(state): State<AppState>,
-    Query(query): Query<SearchQuery>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
     crate::limits::check_search_query(&query.q, state.config().limits.max_search_query_bytes)?;
     let limit = query.per_page.unwrap_or(10).clamp(1, 100);
@@ -265,9 +272,9 @@ pub(crate) async fn search(
 /// `GET /api/v1/crates/{name}/{version}/download`: streams the `.crate`.
 pub(crate) async fn download(
     State(state): State<AppState>,
-    Path((name, vers)): Path<(String, String)>,
+    VersionPath(name, vers): VersionPath,
 ) -> Result<Response, ApiError> {
-    let canon = depot_index::canonical_name(&name);
+    let canon = name.canonical();
     let not_found = || ApiError::not_found(format!("crate `{name}` has no version `{vers}`"));
     let Some(blob) = state.store().download_target(&canon, &vers).await? else {
         return Err(not_found());

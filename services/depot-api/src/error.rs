@@ -52,6 +52,14 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
     }
 
+    /// 405 Method Not Allowed (axum adds the `Allow` header).
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed for this path",
+        )
+    }
+
     /// 503 Service Unavailable: a backend is down or overloaded; the client may retry.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail)
@@ -120,6 +128,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a request whose handler panicked: a cargo-format 500. The panic message is
+/// logged, not shown.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::internal(format_args!("a request handler panicked: {message}")).into_response()
+}
+
 impl From<depot_store::StoreError> for ApiError {
     fn from(error: depot_store::StoreError) -> ApiError {
         if error.is_unavailable() {
@@ -147,5 +166,86 @@ impl From<depot_eventlog::LogError> for ApiError {
             }
             other => ApiError::internal(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Method, Request, header};
+    use axum::routing::get;
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    async fn send(app: Router, method: Method, uri: &str) -> (StatusCode, HeaderMapLite, Value) {
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let allow = response
+            .headers()
+            .get(header::ALLOW)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            HeaderMapLite { allow },
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+
+    struct HeaderMapLite {
+        allow: Option<String>,
+    }
+
+    fn detail(json: &Value) -> &str {
+        json["errors"][0]["detail"].as_str().unwrap_or_default()
+    }
+
+    fn app() -> Router {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "ok" }))
+            .fallback(|| async { ApiError::not_found("not found") })
+            .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+            .layer(CatchPanicLayer::custom(panic_response))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_cargo_format_500() {
+        let (status, _, json) = send(app(), Method::GET, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(detail(&json).contains("internal server error"), "{json}");
+        assert!(
+            !detail(&json).contains("boom"),
+            "the panic is not shown: {json}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_and_unknown_routes_answer_in_cargo_format() {
+        let (status, headers, json) = send(app(), Method::DELETE, "/ok").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(!detail(&json).is_empty());
+        assert!(headers.allow.is_some_and(|a| a.contains("GET")));
+        let (status, _, json) = send(app(), Method::GET, "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!detail(&json).is_empty());
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use lru::LruCache;
@@ -225,28 +225,28 @@ pub(crate) async fn config_json(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /index/{path}`: the file of one crate, with the exact sparse path rules.
+///
+/// The raw (still percent-encoded) path is compared, so only the exact bytes cargo requests
+/// match; an encoded or non-name path is a 404 without a lookup.
 pub(crate) async fn index_file(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("crate not found in this registry");
-    let name = path.rsplit('/').next().unwrap_or_default();
-    // The path must be exactly the one cargo derives from the lowercased name.
-    // Names that break the rules are never looked up, so they cost neither a query nor cache.
-    if depot_index::validate_dependency_name(name).is_err()
-        || depot_index::index_path(name) != path
-        || name.to_ascii_lowercase() != name
-    {
+    let Some(name) = uri
+        .path()
+        .strip_prefix("/index/")
+        .and_then(depot_index::parse_index_path)
+    else {
         return Err(not_found());
-    }
-    let canon = depot_index::canonical_name(name);
-    let Some(file) = load(&state, &canon).await? else {
+    };
+    let Some(file) = load(&state, &name.canonical()).await? else {
         return Err(not_found());
     };
     // The file lives at the path of the crate's own spelling; `foo_bar`'s file is not served at
     // `foo-bar`'s path (cargo probes both spellings and must find exactly one).
-    if file.lowercase_name != name {
+    if file.lowercase_name != name.as_str() {
         return Err(not_found());
     }
     let common = [

@@ -9,6 +9,7 @@ mod changes;
 mod commands;
 mod crates;
 mod error;
+mod extract;
 mod index;
 mod limits;
 mod metrics;
@@ -25,6 +26,7 @@ use axum::routing::{delete, get, put};
 use depot_cratefile::{PublishLimits, TarballLimits};
 use depot_eventlog::EventLog;
 use depot_store::{BlobStore, Store};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use changes::spawn_change_listener;
@@ -156,6 +158,10 @@ impl AppState {
 }
 
 /// The router: sparse index under `/index/`, cargo's web API under `/api/v1/`.
+///
+/// Every error leaves in cargo's format `{"errors":[{"detail":"…"}]}`: handler errors, rejected
+/// paths, queries and bodies (the extractors of `extract`), unknown routes (404), wrong methods
+/// (405, with `Allow`), and a panicking handler (500, caught by the catch-panic layer).
 pub fn router(state: AppState) -> Router {
     let limits = &state.config().limits;
     let (request_timeout, in_flight) = (limits.request_timeout, state.inner.in_flight.clone());
@@ -184,7 +190,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/me", get(crates::me))
         .route("/health", get(|| async { "ok" }))
-        .fallback(|| async { ApiError::not_found("not found") });
+        .fallback(|| async { ApiError::not_found("not found") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(CatchPanicLayer::custom(error::panic_response));
 
     // Edge limits: a deadline for everything but uploads (inside, so it sees the matched
     // route), and the in-flight budget outside it, so shed requests cost nothing.

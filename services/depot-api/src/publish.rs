@@ -1,7 +1,8 @@
 //! `PUT /api/v1/crates/new`: cargo publish.
 //!
-//! The body is read as a stream: `u32 LE json length | JSON | u32 LE crate length | .crate`. The
-//! JSON is capped and validated before a single byte of the crate is read; the crate bytes go to
+//! The body is read as a stream: `u32 LE json length | JSON | u32 LE crate length | .crate`,
+//! split by [`depot_cratefile::PublishFraming`]. The JSON is capped and validated before a single
+//! byte of the crate is read; the crate bytes go to
 //! a temporary blob while their sha256 is computed, so memory stays constant whatever the size.
 //! After `version_uploaded` is appended, the reply waits until the extractor and the projector
 //! have decided, because cargo polls the index right after a successful reply.
@@ -13,9 +14,11 @@ use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::{Buf, Bytes};
-use depot_cratefile::{PublishMetadata, ValidatedPublish};
+use depot_cratefile::{
+    Frame, FramingError, FramingLimits, PublishFraming, PublishMetadata, ValidatedPublish,
+};
 use depot_events::{CrateState, Event, PublishCheck, PublishRefusal, TokenScope, VersionUploaded};
-use depot_index::DependencyKind;
+use depot_index::{CanonicalName, CrateName, DependencyKind, Version};
 use depot_store::{BlobWriter, UploadOutcome};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -70,17 +73,18 @@ async fn publish_inner(
     let principal = authenticate(&state, &headers).await?;
     state.inner.rate_limits.publish(principal.token_id)?;
     let config = state.config();
-    let mut body = BodyReader::new(body.into_data_stream(), config.limits.body_idle_timeout);
+    let mut body = FramedBody::new(
+        body.into_data_stream(),
+        FramingLimits {
+            max_metadata: config.max_json_size,
+            max_crate: config.max_crate_size,
+        },
+        config.limits.body_idle_timeout,
+    );
 
     // 1. Metadata.
-    let json_len = body.read_u32("metadata length").await?;
-    if json_len > config.max_json_size {
-        return Err(ApiError::too_large(format!(
-            "JSON metadata blob too large (max {} bytes)",
-            config.max_json_size
-        )));
-    }
-    let json = body.read_exact(json_len as usize, "metadata").await?;
+    let json = body.metadata().await?;
+    let json_len = json.len() as u64;
     let metadata_value: Value = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("invalid upload request: {e}")))?;
     let metadata: PublishMetadata = serde_json::from_value(metadata_value.clone())
@@ -92,24 +96,22 @@ async fn publish_inner(
                 e.problems().iter().map(ToString::to_string).collect(),
             )
         })?;
-    let name = validated.name().to_owned();
-    let vers = metadata.vers.clone();
-    let canon = depot_index::canonical_name(&name);
+    let crate_name = CrateName::parse_for_publish(validated.name())
+        .map_err(|e| ApiError::bad_request(format!("invalid upload request: {e}")))?;
+    let version = Version::parse(&metadata.vers)
+        .map_err(|e| ApiError::bad_request(format!("invalid upload request: {e}")))?;
+    let canon = crate_name.canonical();
+    let name = crate_name.to_string();
+    let vers = version.to_string();
 
     // 2. Framing of the crate part.
-    let crate_len = u64::from(body.read_u32("tarball length").await?);
-    if crate_len > config.max_crate_size {
-        return Err(ApiError::too_large(format!(
-            "max upload size is: {}",
-            config.max_crate_size
-        )));
-    }
+    let crate_len = body.crate_length().await?;
     if let Some(total) = content_length(&headers)
-        && total != 8 + u64::from(json_len) + crate_len
+        && total != 8 + json_len + crate_len
     {
         return Err(ApiError::bad_request(format!(
             "invalid upload request: the body is {total} bytes but its framing declares {}",
-            8 + u64::from(json_len) + crate_len
+            8 + json_len + crate_len
         )));
     }
 
@@ -120,15 +122,9 @@ async fn publish_inner(
 
     // 4. The crate bytes, streamed to a temporary blob.
     let mut writer = state.inner.blobs.writer().await?;
-    if let Err(e) = body.copy_exact(&mut writer, crate_len).await {
+    if let Err(e) = body.copy_crate(&mut writer).await {
         writer.discard().await;
         return Err(e);
-    }
-    if !body.at_end().await? {
-        writer.discard().await;
-        return Err(ApiError::bad_request(
-            "invalid upload request: unexpected bytes after the tarball",
-        ));
     }
     let cksum = writer.sha256_hex();
     let (krate, _) = load_crate(&state, &canon).await?;
@@ -262,7 +258,13 @@ fn check_permission(krate: &CrateState, principal: &Principal, name: &str) -> Re
 async fn check_dependencies(state: &AppState, publish: &ValidatedPublish) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     for dep in publish.local_dependencies() {
-        let canon = depot_index::canonical_name(&dep.package);
+        let canon = match CrateName::parse(&dep.package) {
+            Ok(package) => package.canonical(),
+            Err(e) => {
+                problems.push(format!("invalid dependency name: {e}"));
+                continue;
+            }
+        };
         let Some(known) = state.store().crate_versions(&canon).await? else {
             problems.push(format!("no known crate named `{}`", dep.package));
             continue;
@@ -302,7 +304,7 @@ async fn check_dependencies(state: &AppState, publish: &ValidatedPublish) -> Res
 /// not applied yet), else the newest projected one.
 async fn pending_upload_seq(
     state: &AppState,
-    canon: &str,
+    canon: &CanonicalName,
     vers: &str,
     cksum: &str,
 ) -> Result<Option<u64>, ApiError> {
@@ -357,21 +359,31 @@ async fn wait_for_outcome(
     }
 }
 
-/// Reads the publish body piece by piece; a client that sends nothing for `idle_timeout` is cut
-/// off with 408 (the caller's error path then drops the temporary blob).
-struct BodyReader {
+/// The publish body, read chunk by chunk through [`PublishFraming`]; a client that sends nothing
+/// for `idle_timeout` is cut off with 408 (the caller's error path then drops the temporary
+/// blob).
+struct FramedBody {
     stream: BodyDataStream,
-    buffer: Bytes,
-    done: bool,
+    chunk: Bytes,
+    framing: PublishFraming,
+    ended: bool,
     idle_timeout: Duration,
 }
 
-impl BodyReader {
-    fn new(stream: BodyDataStream, idle_timeout: Duration) -> BodyReader {
-        BodyReader {
+/// A frame that owns its bytes (crate data is a cheap slice of the received chunk).
+enum OwnedFrame {
+    Metadata(Vec<u8>),
+    CrateLength(u64),
+    CrateData(Bytes),
+}
+
+impl FramedBody {
+    fn new(stream: BodyDataStream, limits: FramingLimits, idle_timeout: Duration) -> FramedBody {
+        FramedBody {
             stream,
-            buffer: Bytes::new(),
-            done: false,
+            chunk: Bytes::new(),
+            framing: PublishFraming::new(limits),
+            ended: false,
             idle_timeout,
         }
     }
@@ -388,64 +400,73 @@ impl BodyReader {
             })
     }
 
-    /// Makes sure the buffer holds data; false at the end of the body.
-    async fn fill(&mut self) -> Result<bool, ApiError> {
-        while self.buffer.is_empty() {
-            if self.done {
-                return Ok(false);
+    /// The next frame, reading more of the body as needed; `None` once the body ended with
+    /// complete framing.
+    async fn next(&mut self) -> Result<Option<OwnedFrame>, ApiError> {
+        loop {
+            let mut input: &[u8] = &self.chunk;
+            let before = input.len();
+            let frame = self.framing.next_frame(&mut input).map_err(framing_error)?;
+            let consumed = before - input.len();
+            let frame = frame.map(|frame| match frame {
+                Frame::Metadata(json) => OwnedFrame::Metadata(json),
+                Frame::CrateLength(len) => OwnedFrame::CrateLength(len),
+                Frame::CrateData(data) => OwnedFrame::CrateData(self.chunk.slice_ref(data)),
+            });
+            self.chunk.advance(consumed);
+            if frame.is_some() {
+                return Ok(frame);
+            }
+            if self.ended {
+                self.framing.finish().map_err(framing_error)?;
+                return Ok(None);
             }
             match self.next_chunk().await? {
-                Some(Ok(chunk)) => self.buffer = chunk,
+                Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => {
                     return Err(ApiError::bad_request(format!(
                         "invalid upload request: reading the body failed: {e}"
                     )));
                 }
-                None => self.done = true,
+                None => self.ended = true,
             }
         }
-        Ok(true)
     }
 
-    async fn read_exact(&mut self, len: usize, what: &str) -> Result<Vec<u8>, ApiError> {
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
-            if !self.fill().await? {
-                return Err(ApiError::bad_request(format!(
-                    "invalid upload request: the body ends inside the {what}"
-                )));
-            }
-            let take = (len - out.len()).min(self.buffer.len());
-            out.extend_from_slice(&self.buffer[..take]);
-            self.buffer.advance(take);
+    /// The metadata JSON (the first frame).
+    async fn metadata(&mut self) -> Result<Vec<u8>, ApiError> {
+        match self.next().await? {
+            Some(OwnedFrame::Metadata(json)) => Ok(json),
+            _ => Err(ApiError::internal("publish framing: metadata expected")),
         }
-        Ok(out)
     }
 
-    async fn read_u32(&mut self, what: &str) -> Result<u32, ApiError> {
-        let bytes = self.read_exact(4, what).await?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("four bytes")))
-    }
-
-    async fn copy_exact(&mut self, writer: &mut BlobWriter, len: u64) -> Result<(), ApiError> {
-        let mut left = len;
-        while left > 0 {
-            if !self.fill().await? {
-                return Err(ApiError::bad_request(format!(
-                    "invalid upload request: the tarball is {} bytes, shorter than the {len} \
-                     bytes declared",
-                    len - left
-                )));
-            }
-            let take = left.min(self.buffer.len() as u64) as usize;
-            writer.write(&self.buffer[..take]).await?;
-            self.buffer.advance(take);
-            left -= take as u64;
+    /// The declared crate length (the second frame).
+    async fn crate_length(&mut self) -> Result<u64, ApiError> {
+        match self.next().await? {
+            Some(OwnedFrame::CrateLength(len)) => Ok(len),
+            _ => Err(ApiError::internal("publish framing: crate length expected")),
         }
-        Ok(())
     }
 
-    async fn at_end(&mut self) -> Result<bool, ApiError> {
-        Ok(!self.fill().await?)
+    /// Writes the crate bytes to `writer` until the body ends, which must be exactly at the
+    /// declared length.
+    async fn copy_crate(&mut self, writer: &mut BlobWriter) -> Result<(), ApiError> {
+        loop {
+            match self.next().await? {
+                Some(OwnedFrame::CrateData(data)) => writer.write(&data).await?,
+                None => return Ok(()),
+                Some(_) => return Err(ApiError::internal("publish framing: crate data expected")),
+            }
+        }
+    }
+}
+
+/// 413 for a declared part over its limit, 400 for a malformed body.
+fn framing_error(error: FramingError) -> ApiError {
+    if error.is_too_large() {
+        ApiError::too_large(error.to_string())
+    } else {
+        ApiError::bad_request(format!("invalid upload request: {error}"))
     }
 }

@@ -319,6 +319,11 @@ impl Extractor {
             let _ = delivery.ack().await;
             return;
         };
+        if let Err(e) = depot_index::CrateName::parse(&upload.name) {
+            tracing::error!(seq, error = %e, "upload of an invalid crate name; skipping it in the extractor");
+            let _ = delivery.term().await;
+            return;
+        }
         let handled = self
             .keep_claimed(&delivery, self.decide(&envelope, upload, delivery.attempt))
             .await;
@@ -559,7 +564,9 @@ impl Extractor {
             }
         };
         let envelope = Envelope::new(ACTOR, event);
-        let subject = depot_events::subject::krate(&depot_index::canonical_name(&upload.name));
+        let name =
+            depot_index::CrateName::parse(&upload.name).context("the upload's crate name")?;
+        let subject = depot_events::subject::krate(&name.canonical());
         let msg_id = format!("outcome:{}", upload_envelope.id);
         let metrics = depot_telemetry::metrics();
         let started = Instant::now();

@@ -461,7 +461,9 @@ impl Generator {
             expires_at: None,
         };
         self.push(
-            &depot_events::subject::principal(&login),
+            &depot_events::subject::principal(
+                &depot_index::Login::parse(&login).expect("generated logins are valid"),
+            ),
             &login,
             Event::TokenIssued(token),
         );
@@ -470,7 +472,9 @@ impl Generator {
     fn new_crate(&mut self) {
         let index = self.crates.len();
         let name = format!("{}-{}{index}", self.rng.pick(WORDS), self.rng.pick(WORDS));
-        let canon = depot_index::canonical_name(&name);
+        let canon = depot_index::CrateName::parse(&name)
+            .expect("generated names are valid")
+            .canonical();
         let deps = self.pick_deps(index);
         let features = self.pick_features(&deps);
         let keywords = (0..1 + self.rng.below(4))

@@ -312,23 +312,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// Checks a login: 1–39 ASCII letters, digits, `-` or `_`, starting with a letter or digit.
-fn validate_login(login: &str) -> anyhow::Result<()> {
-    let ok = (1..=39).contains(&login.len())
-        && login
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && login
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "invalid user `{login}`: use 1 to 39 ASCII letters, digits, `-` or `_`, starting with a letter or digit"
-        )
-    }
+/// Checks a login: 1–39 ASCII letters, digits, `-` or `_`, starting with a letter or digit
+/// ([`depot_index::Login`]).
+fn validate_login(login: &str) -> anyhow::Result<depot_index::Login> {
+    Ok(depot_index::Login::parse(login)?)
 }
 
 /// Appends `token_issued` for a new random secret and returns the secret and the token id.
@@ -341,7 +328,7 @@ async fn issue_token(
     crates: Vec<String>,
     expires_in_days: Option<u32>,
 ) -> anyhow::Result<(String, uuid::Uuid)> {
-    validate_login(user)?;
+    let login = validate_login(user)?;
     let secret = depot_auth::generate_secret();
     let expires_at = expires_in_days.map(|days| {
         Timestamp::from_unix_millis(
@@ -361,7 +348,7 @@ async fn issue_token(
     let token_id = token.token_id;
     let envelope = Envelope::new("depot:admin", Event::TokenIssued(token));
     log.append(
-        &depot_events::subject::principal(user),
+        &depot_events::subject::principal(&login),
         Expected::Any,
         &envelope.id.to_string(),
         Bytes::from(envelope.encode()),

@@ -8,6 +8,7 @@ mod support;
 mod cargo_e2e;
 mod extractor_faults;
 mod faults;
+mod hostile_http;
 mod junk;
 mod load;
 mod metrics;
