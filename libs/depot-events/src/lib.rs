@@ -13,7 +13,8 @@ mod envelope;
 mod payload;
 
 pub use aggregate::{
-    CrateState, PublishCheck, PublishRefusal, VersionState, VersionStatus, version_without_build,
+    CrateHead, CrateState, PublishCheck, PublishRefusal, VersionState, VersionStatus, version_of,
+    version_without_build,
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
