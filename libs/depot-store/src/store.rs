@@ -4,8 +4,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::StoreError;
-use crate::db::{Db, on_read, on_tx, on_write, to_i64, to_u64};
-use depot_events::{CrateState, RejectionReason, Timestamp, TokenScope};
+use crate::db::{Db, Tx, on_read, on_tx, on_write, to_i64, to_u64};
+use depot_events::{
+    CrateHead, CrateState, RejectionReason, Timestamp, TokenScope, VersionState, VersionStatus,
+    version_without_build,
+};
 
 /// `WHERE gen = …` for the active generation, usable in `concat!`.
 macro_rules! active_gen {
@@ -120,6 +123,69 @@ fn json_err(what: &str, error: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
 
+fn version_status(status: &str) -> Result<VersionStatus, StoreError> {
+    match status {
+        "pending" => Ok(VersionStatus::Pending),
+        "accepted" => Ok(VersionStatus::Accepted),
+        "rejected" => Ok(VersionStatus::Rejected),
+        other => Err(StoreError::Corrupt(format!("version status `{other}`"))),
+    }
+}
+
+/// One line of an index file as read: `(canon, name, etag, last_modified, entry, yanked,
+/// yanked_line)`.
+type IndexLineRow = (String, String, String, i64, Option<String>, bool, Option<String>);
+
+/// The served line of an accepted version: `entry` (its line unyanked), or while yanked
+/// `yanked_line` (derived from `entry` for rows projected before it was stored).
+pub(crate) fn served_line(
+    entry: &str,
+    yanked: bool,
+    yanked_line: Option<String>,
+) -> Result<String, StoreError> {
+    if !yanked {
+        return Ok(entry.to_owned());
+    }
+    if let Some(line) = yanked_line {
+        return Ok(line);
+    }
+    yanked_line_of(entry)
+}
+
+/// The line of an accepted version while yanked, from its unyanked line.
+pub(crate) fn yanked_line_of(entry: &str) -> Result<String, StoreError> {
+    let mut parsed: depot_index::IndexEntry =
+        serde_json::from_str(entry).map_err(|e| json_err("index entry", e))?;
+    parsed.yanked = true;
+    Ok(parsed.to_line())
+}
+
+/// Index files from their lines, grouped by crate (rows ordered by crate, then upload).
+fn assemble(rows: Vec<IndexLineRow>) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
+    let mut files: Vec<(String, IndexFileRow)> = Vec::new();
+    for (canon, name, etag, modified, entry, yanked, yanked_line) in rows {
+        let entry = entry
+            .ok_or_else(|| StoreError::Corrupt(format!("accepted version of {canon} has no line")))?;
+        let line = served_line(&entry, yanked, yanked_line)?;
+        if files.last().is_none_or(|(last, _)| *last != canon) {
+            files.push((
+                canon.clone(),
+                IndexFileRow {
+                    name,
+                    body: Vec::new(),
+                    etag,
+                    last_modified: Timestamp::from_unix_millis(modified),
+                },
+            ));
+        }
+        if let Some((_, file)) = files.last_mut() {
+            file.body.extend_from_slice(line.as_bytes());
+            file.body.push(b'\n');
+        }
+    }
+    Ok(files)
+}
+
 impl Store {
     /// Connects to a database URL (`postgres://…` or `sqlite://PATH`) and applies migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
@@ -169,68 +235,119 @@ impl Store {
         Ok(seq.map_or(0, to_u64))
     }
 
-    /// A crate's aggregate state and the log sequence it reflects (active generation).
-    pub async fn crate_state(&self, canon: &str) -> Result<Option<(CrateState, u64)>, StoreError> {
-        let row: Option<(String, i64)> = on_read!(&self.db, pool => {
+    /// A crate's aggregate as commands decide on it, and the log sequence it reflects (active
+    /// generation): its head plus the uploads of `versions` (each compared without build
+    /// metadata, found through an index), read from one snapshot. The cost does not depend on
+    /// how many versions the crate has. `None` if the crate has no events projected.
+    pub async fn crate_aggregate(
+        &self,
+        canon: &str,
+        versions: &[&str],
+    ) -> Result<Option<(CrateState, u64)>, StoreError> {
+        let bases: Vec<&str> = versions.iter().map(|v| version_without_build(v)).collect();
+        let mut tx = self.db.begin_read().await?;
+        let head: Option<(String, i64)> = on_tx!(&mut tx, conn => {
             sqlx::query_as(concat!(
                 "SELECT state, last_seq FROM crates WHERE gen = ", active_gen!(), " AND canon = $1"
             ))
             .bind(canon)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await?
         });
-        row.map(|(state, seq)| {
-            let state = serde_json::from_str(&state).map_err(|e| json_err("crate state", e))?;
-            Ok((state, to_u64(seq)))
-        })
-        .transpose()
+        let Some((head, seq)) = head else {
+            return Ok(None);
+        };
+        let head: CrateHead = serde_json::from_str(&head).map_err(|e| json_err("crate state", e))?;
+        type Row = (String, String, String, bool, String);
+        let rows: Vec<Row> = if bases.is_empty() {
+            Vec::new()
+        } else {
+            match &mut tx {
+                Tx::Pg(tx) => {
+                    sqlx::query_as(concat!(
+                        "SELECT vers, cksum, status, yanked, uploader FROM versions WHERE gen = ",
+                        active_gen!(),
+                        " AND canon = $1 AND vers_base = ANY($2) ORDER BY upload_seq"
+                    ))
+                    .bind(canon)
+                    .bind(&bases)
+                    .fetch_all(&mut **tx)
+                    .await?
+                }
+                Tx::Sqlite(tx) => {
+                    sqlx::query_as(concat!(
+                        "SELECT vers, cksum, status, yanked, uploader FROM versions WHERE gen = ",
+                        active_gen!(),
+                        " AND canon = $1 AND vers_base IN (SELECT value FROM json_each($2)) \
+                         ORDER BY upload_seq"
+                    ))
+                    .bind(canon)
+                    .bind(serde_json::to_string(&bases).map_err(|e| json_err("versions", e))?)
+                    .fetch_all(&mut **tx)
+                    .await?
+                }
+            }
+        };
+        tx.commit().await?;
+        let versions = rows
+            .into_iter()
+            .map(|(vers, cksum, status, yanked, uploader)| {
+                Ok(VersionState {
+                    vers,
+                    cksum,
+                    status: version_status(&status)?,
+                    yanked,
+                    uploader,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((CrateState::from_parts(head, versions), to_u64(seq))))
     }
 
-    /// The index file of a crate, by canonical name (active generation).
-    pub async fn index_file(&self, canon: &str) -> Result<Option<IndexFileRow>, StoreError> {
-        let row: Option<(String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
-            sqlx::query_as(concat!(
-                "SELECT name, body, etag, last_modified FROM index_files WHERE gen = ",
-                active_gen!(),
-                " AND canon = $1"
+    /// The log sequence of a crate's last projected event (active generation).
+    pub async fn crate_last_seq(&self, canon: &str) -> Result<Option<u64>, StoreError> {
+        let seq: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT last_seq FROM crates WHERE gen = ", active_gen!(), " AND canon = $1"
             ))
             .bind(canon)
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(name, body, etag, modified)| IndexFileRow {
-            name,
-            body,
-            etag,
-            last_modified: Timestamp::from_unix_millis(modified),
-        }))
+        Ok(seq.map(to_u64))
+    }
+
+    /// The index file of a crate, by canonical name (active generation): its accepted
+    /// versions' lines in upload order, read with its ETag in one statement.
+    pub async fn index_file(&self, canon: &str) -> Result<Option<IndexFileRow>, StoreError> {
+        let rows: Vec<IndexLineRow> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT f.canon, f.name, f.etag, f.last_modified, v.entry, v.yanked, v.yanked_line \
+                 FROM index_files f JOIN versions v ON v.gen = f.gen AND v.canon = f.canon \
+                 AND v.status = 'accepted' WHERE f.gen = ",
+                active_gen!(),
+                " AND f.canon = $1 ORDER BY v.upload_seq"
+            ))
+            .bind(canon)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(assemble(rows)?.pop().map(|(_, file)| file))
     }
 
     /// Every index file of generation `gen_`, by canonical name.
     pub async fn index_files(&self, gen_: u64) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
+        let rows: Vec<IndexLineRow> = on_read!(&self.db, pool => {
             sqlx::query_as(
-                "SELECT canon, name, body, etag, last_modified FROM index_files \
-                 WHERE gen = $1 ORDER BY canon",
+                "SELECT f.canon, f.name, f.etag, f.last_modified, v.entry, v.yanked, v.yanked_line \
+                 FROM index_files f JOIN versions v ON v.gen = f.gen AND v.canon = f.canon \
+                 AND v.status = 'accepted' WHERE f.gen = $1 ORDER BY f.canon, v.upload_seq",
             )
             .bind(to_i64(gen_))
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(canon, name, body, etag, modified)| {
-                (
-                    canon,
-                    IndexFileRow {
-                        name,
-                        body,
-                        etag,
-                        last_modified: Timestamp::from_unix_millis(modified),
-                    },
-                )
-            })
-            .collect())
+        assemble(rows)
     }
 
     /// The outcome of the latest upload of `vers` with checksum `cksum` (active generation).
@@ -473,7 +590,8 @@ impl Store {
              vers || '|' || cksum || '|' || CAST(size AS TEXT) || '|' || blob || '|' || uploader || \
              '|' || status || '|' || CAST(yanked AS TEXT) || '|' || coalesce(entry, '-') || '|' || \
              coalesce(metadata, '-') || '|' || coalesce(reasons, '-') || '|' || \
-             CAST(uploaded_at AS TEXT) FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
+             CAST(uploaded_at AS TEXT) || '|' || vers_base || '|' || coalesce(yanked_line, '-') \
+             FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
             "SELECT 'index_files ' || canon || '|' || name || '|' || etag || '|' || \
              CAST(last_modified AS TEXT) || '|' || CAST(last_seq AS TEXT) \
              FROM index_files WHERE gen = $1 ORDER BY canon",

@@ -48,7 +48,7 @@ async fn set_yanked(
     let principal = authenticate(&state, &headers).await?;
     principal.require(TokenScope::Yank, &name)?;
     let canon = depot_index::canonical_name(&name);
-    let executed = execute(&state, &canon, &principal.login, |krate| {
+    let executed = execute(&state, &canon, Some(&vers), &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
         }
@@ -101,12 +101,12 @@ pub(crate) async fn list_owners(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let canon = depot_index::canonical_name(&name);
-    let (krate, _) = crate::commands::load_crate(&state, &canon).await?;
+    let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
     if !krate.exists() {
         return Err(crate_not_found(&name));
     }
     let mut users = Vec::new();
-    for (i, login) in krate.owners.iter().enumerate() {
+    for (i, login) in krate.owners().iter().enumerate() {
         let display = state
             .store()
             .user(login)
@@ -170,7 +170,7 @@ async fn change_owners(
         }
     }
     let canon = depot_index::canonical_name(&name);
-    let executed = execute(&state, &canon, &principal.login, |krate| {
+    let executed = execute(&state, &canon, None, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
         }
@@ -186,7 +186,7 @@ async fn change_owners(
             .collect();
         if !add {
             let remaining = krate
-                .owners
+                .owners()
                 .iter()
                 .filter(|o| !logins.iter().any(|l| l.eq_ignore_ascii_case(o)))
                 .count();

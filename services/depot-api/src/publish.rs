@@ -113,7 +113,7 @@ async fn publish_inner(
     }
 
     // 3. Checks that need no crate bytes: ownership, scopes, dependencies.
-    let (krate, _) = load_crate(&state, &canon).await?;
+    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
     check_permission(&krate, &principal, &name)?;
     check_dependencies(&state, &validated).await?;
 
@@ -130,7 +130,7 @@ async fn publish_inner(
         ));
     }
     let cksum = writer.sha256_hex();
-    let (krate, _) = load_crate(&state, &canon).await?;
+    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
     if let Err(refusal) = krate.check_publish(&name, &vers, &cksum) {
         writer.discard().await;
         return Err(refusal_error(refusal));
@@ -151,7 +151,7 @@ async fn publish_inner(
         uploader: principal.login.clone(),
         token_id: Some(principal.token_id),
     };
-    let executed = execute(&state, &canon, &principal.login, |krate| {
+    let executed = execute(&state, &canon, Some(&vers), &principal.login, |krate| {
         check_permission(krate, &principal, &name)?;
         match krate.check_publish(&name, &vers, &cksum) {
             Ok(PublishCheck::Append { .. }) => Ok(Decision::Append(

@@ -136,8 +136,8 @@ async fn run(args: &Args, versions: usize) -> anyhow::Result<()> {
         yank.push(started.elapsed());
 
         let started = Instant::now();
-        let (state, _) = bench.load().await?;
-        anyhow::ensure!(!state.owners.is_empty(), "the crate has no owners");
+        let (state, _) = bench.load(None).await?;
+        anyhow::ensure!(!state.owners().is_empty(), "the crate has no owners");
         owners.push(started.elapsed());
     }
     let backend = bench.store.backend();
@@ -187,9 +187,14 @@ impl Bench {
         Ok(())
     }
 
-    /// Loads the aggregate as the api's commands do.
-    async fn load(&self) -> anyhow::Result<(CrateState, u64)> {
-        let (mut state, mut seq) = self.store.crate_state(NAME).await?.unwrap_or_default();
+    /// Loads the aggregate as the api's commands do: for `vers`, or for the crate alone.
+    async fn load(&self, vers: Option<&str>) -> anyhow::Result<(CrateState, u64)> {
+        let versions: Vec<&str> = vers.into_iter().collect();
+        let (mut state, mut seq) = self
+            .store
+            .crate_aggregate(NAME, &versions)
+            .await?
+            .unwrap_or_default();
         for stored in self
             .log
             .read_subject(&depot_events::subject::krate(NAME), seq)
@@ -221,7 +226,7 @@ impl Bench {
     async fn publish(&mut self) -> anyhow::Result<()> {
         let vers = version(self.next);
         self.next += 1;
-        let (state, seq) = self.load().await?;
+        let (state, seq) = self.load(Some(&vers)).await?;
         let cksum = cksum(&vers);
         anyhow::ensure!(
             state.is_owner("owner")
@@ -235,7 +240,7 @@ impl Bench {
 
     /// A yank (or unyank) of `vers`: decision, append, projection.
     async fn yank(&self, vers: &str, yanked: bool) -> anyhow::Result<()> {
-        let (state, seq) = self.load().await?;
+        let (state, seq) = self.load(Some(vers)).await?;
         let current = state
             .accepted_version(vers)
             .with_context(|| format!("{vers} is not accepted"))?;

@@ -150,7 +150,7 @@ pub(crate) struct Settings {
 
 /// Settings of `depot gc`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct GcSettings {
+pub(crate) struct GcSettings {
     /// Keep unreferenced blobs written less than this many seconds ago: an upload stores its
     /// blob before it appends its event.
     #[arg(
@@ -159,12 +159,12 @@ pub struct GcSettings {
         env = "DEPOT_GC_GRACE_SECS",
         default_value_t = 3600
     )]
-    pub grace_secs: u64,
+    pub(crate) grace_secs: u64,
 }
 
 impl GcSettings {
     /// The grace period.
-    pub fn grace(&self) -> std::time::Duration {
+    pub(crate) fn grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.grace_secs)
     }
 }
