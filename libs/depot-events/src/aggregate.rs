@@ -140,7 +140,10 @@ impl CrateState {
 
     /// Whether `user` owns the crate.
     pub fn is_owner(&self, user: &str) -> bool {
-        self.head.owners.iter().any(|o| o.eq_ignore_ascii_case(user))
+        self.head
+            .owners
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(user))
     }
 
     /// Uploads that are pending or accepted.

@@ -6,7 +6,7 @@
 //! decide what to do instead of failing to parse.
 //!
 //! [`CrateState`] is the per-crate aggregate: the fold of one crate's events that the api uses to
-//! decide whether a command is allowed, and that the projector persists.
+//! decide whether a command is allowed, and whose head the projector persists.
 
 mod aggregate;
 mod envelope;

@@ -385,7 +385,10 @@ mod tests {
         store_bytes(&store, b"content").await;
         aside.restore().await.unwrap();
         assert_eq!(listed(&store).await, 1);
-        assert_eq!(std::fs::read(store.path(&blob.key).unwrap()).unwrap(), b"content");
+        assert_eq!(
+            std::fs::read(store.path(&blob.key).unwrap()).unwrap(),
+            b"content"
+        );
 
         // Left aside by an interrupted run: put back.
         let _aside = store.quarantine(&blob.key).await.unwrap().unwrap();

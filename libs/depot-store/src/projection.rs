@@ -268,9 +268,8 @@ impl ProjectionTx {
         let canons: Vec<&str> = crates.iter().map(|(canon, _)| *canon).collect();
         let mut states = HashMap::new();
         for head in bulk::crate_heads(&mut self.tx, self.gen_, &canons).await? {
-            let state: CrateHead = serde_json::from_str(&head.state).map_err(|e| {
-                StoreError::Corrupt(format!("crate state of {}: {e}", head.canon))
-            })?;
+            let state: CrateHead = serde_json::from_str(&head.state)
+                .map_err(|e| StoreError::Corrupt(format!("crate state of {}: {e}", head.canon)))?;
             let best = head
                 .max_version
                 .as_deref()
@@ -278,7 +277,9 @@ impl ProjectionTx {
             let summary = SummaryWork {
                 // A shown version without its row (or its yanked flag) is found again.
                 rescan: head.max_version.is_some() && head.best_yanked.is_none(),
-                best: best.zip(head.best_yanked).map(|(version, yanked)| Best { version, yanked }),
+                best: best
+                    .zip(head.best_yanked)
+                    .map(|(version, yanked)| Best { version, yanked }),
                 description: head.description,
                 keywords: head.keywords,
                 metadata_of: None,
@@ -592,8 +593,8 @@ impl ProjectionTx {
         let gen_ = self.gen_;
         let mut metadata_seq = None;
         if summary.rescan {
-            let rows: Vec<(i64, String, bool)> = bulk::accepted_versions(&mut self.tx, gen_, canon)
-                .await?;
+            let rows: Vec<(i64, String, bool)> =
+                bulk::accepted_versions(&mut self.tx, gen_, canon).await?;
             let scanned = AcceptedVersions::scan(&rows);
             metadata_seq = scanned.best.as_ref().map(|(_, seq)| *seq);
             summary.best = scanned.best.map(|(best, _)| best);
@@ -609,9 +610,8 @@ impl ProjectionTx {
                     .pop()
                     .and_then(|(_, text)| text)
                 {
-                    Some(text) => serde_json::from_str(&text).map_err(|e| {
-                        StoreError::Corrupt(format!("metadata of {canon}: {e}"))
-                    })?,
+                    Some(text) => serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("metadata of {canon}: {e}")))?,
                     None => ExtractedMetadata::default(),
                 };
             summary.description = metadata.description;

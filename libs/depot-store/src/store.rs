@@ -134,7 +134,15 @@ fn version_status(status: &str) -> Result<VersionStatus, StoreError> {
 
 /// One line of an index file as read: `(canon, name, etag, last_modified, entry, yanked,
 /// yanked_line)`.
-type IndexLineRow = (String, String, String, i64, Option<String>, bool, Option<String>);
+type IndexLineRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    bool,
+    Option<String>,
+);
 
 /// The served line of an accepted version: `entry` (its line unyanked), or while yanked
 /// `yanked_line` (derived from `entry` for rows projected before it was stored).
@@ -164,8 +172,9 @@ pub(crate) fn yanked_line_of(entry: &str) -> Result<String, StoreError> {
 fn assemble(rows: Vec<IndexLineRow>) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
     let mut files: Vec<(String, IndexFileRow)> = Vec::new();
     for (canon, name, etag, modified, entry, yanked, yanked_line) in rows {
-        let entry = entry
-            .ok_or_else(|| StoreError::Corrupt(format!("accepted version of {canon} has no line")))?;
+        let entry = entry.ok_or_else(|| {
+            StoreError::Corrupt(format!("accepted version of {canon} has no line"))
+        })?;
         let line = served_line(&entry, yanked, yanked_line)?;
         if files.last().is_none_or(|(last, _)| *last != canon) {
             files.push((
@@ -257,41 +266,43 @@ impl Store {
         let Some((head, seq)) = head else {
             return Ok(None);
         };
-        let head: CrateHead = serde_json::from_str(&head).map_err(|e| json_err("crate state", e))?;
-        type Row = (String, String, String, bool, String);
-        let rows: Vec<Row> = if bases.is_empty() {
-            Vec::new()
-        } else {
-            match &mut tx {
-                Tx::Pg(tx) => {
-                    sqlx::query_as(concat!(
-                        "SELECT vers, cksum, status, yanked, uploader FROM versions WHERE gen = ",
+        let head: CrateHead =
+            serde_json::from_str(&head).map_err(|e| json_err("crate state", e))?;
+        // Found through `versions_base_idx` and put in upload order here: an `ORDER BY` would
+        // lead SQLite to walk the primary key, over every upload of the crate.
+        type Row = (i64, String, String, String, bool, String);
+        let mut rows: Vec<Row> =
+            if bases.is_empty() {
+                Vec::new()
+            } else {
+                match &mut tx {
+                    Tx::Pg(tx) => sqlx::query_as(concat!(
+                        "SELECT upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                         WHERE gen = ",
                         active_gen!(),
-                        " AND canon = $1 AND vers_base = ANY($2) ORDER BY upload_seq"
+                        " AND canon = $1 AND vers_base = ANY($2)"
                     ))
                     .bind(canon)
                     .bind(&bases)
                     .fetch_all(&mut **tx)
-                    .await?
-                }
-                Tx::Sqlite(tx) => {
-                    sqlx::query_as(concat!(
-                        "SELECT vers, cksum, status, yanked, uploader FROM versions WHERE gen = ",
+                    .await?,
+                    Tx::Sqlite(tx) => sqlx::query_as(concat!(
+                        "SELECT upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                         WHERE gen = ",
                         active_gen!(),
-                        " AND canon = $1 AND vers_base IN (SELECT value FROM json_each($2)) \
-                         ORDER BY upload_seq"
+                        " AND canon = $1 AND vers_base IN (SELECT value FROM json_each($2))"
                     ))
                     .bind(canon)
                     .bind(serde_json::to_string(&bases).map_err(|e| json_err("versions", e))?)
                     .fetch_all(&mut **tx)
-                    .await?
+                    .await?,
                 }
-            }
-        };
+            };
         tx.commit().await?;
+        rows.sort_by_key(|row| row.0);
         let versions = rows
             .into_iter()
-            .map(|(vers, cksum, status, yanked, uploader)| {
+            .map(|(_, vers, cksum, status, yanked, uploader)| {
                 Ok(VersionState {
                     vers,
                     cksum,

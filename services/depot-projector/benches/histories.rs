@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p depot-projector --bench histories -- \
-//!     --store sqlite|postgres [--versions 10,10000] [--rounds 30]
+//!     --store sqlite|postgres [--versions 10,10000] [--rounds 30] [--analyze]
 //! ```
 //!
 //! For each history length it seeds a fresh SQLite event log with one crate of that many
@@ -19,7 +19,8 @@
 //!   version in the middle of the history;
 //! - **owners**: the aggregate load of `GET /api/v1/crates/{name}/owners`.
 //!
-//! It prints the backend and the median and 90th percentile of each.
+//! It prints the backend and the median and 90th percentile of each. `--analyze` runs
+//! PostgreSQL's `ANALYZE` after seeding, as autovacuum soon would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use depot_store::{Store, Target};
 use depot_testkit::TestDatabase;
 
 const USAGE: &str = "usage: cargo bench -p depot-projector --bench histories -- \
-    [--store sqlite|postgres] [--versions N,M,…] [--rounds R]";
+    [--store sqlite|postgres] [--versions N,M,…] [--rounds R] [--analyze]";
 
 /// The crate under test.
 const NAME: &str = "history";
@@ -50,6 +51,8 @@ struct Args {
     postgres: bool,
     versions: Vec<usize>,
     rounds: usize,
+    /// Run `ANALYZE` on PostgreSQL after seeding.
+    analyze: bool,
 }
 
 impl Args {
@@ -59,6 +62,7 @@ impl Args {
             postgres: false,
             versions: vec![10, 10_000],
             rounds: 30,
+            analyze: false,
         };
         let mut words = std::env::args().skip(1);
         while let Some(word) = words.next() {
@@ -67,6 +71,10 @@ impl Args {
                 None => (word, None),
             };
             if flag == "--bench" {
+                continue;
+            }
+            if flag == "--analyze" {
+                args.analyze = true;
                 continue;
             }
             let Some(value) = inline.or_else(|| words.next()) else {
@@ -83,7 +91,9 @@ impl Args {
                         .with_context(|| format!("--versions {list}\n{USAGE}"))?;
                 }
                 ("--rounds", n) => {
-                    args.rounds = n.parse().with_context(|| format!("--rounds {n}\n{USAGE}"))?;
+                    args.rounds = n
+                        .parse()
+                        .with_context(|| format!("--rounds {n}\n{USAGE}"))?;
                 }
                 _ => bail!("unexpected argument {flag} {value}\n{USAGE}"),
             }
@@ -105,7 +115,8 @@ async fn main() -> anyhow::Result<()> {
 /// One history length: seed, then time each operation.
 async fn run(args: &Args, versions: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(&dir.path().join("events.sqlite")).await?);
+    let log: Arc<dyn EventLog> =
+        Arc::new(SqliteLog::open(&dir.path().join("events.sqlite")).await?);
     let (store, _keep) = fresh_store(args.postgres, dir.path()).await?;
     let projector = Projector::new(Arc::clone(&log), store.clone(), None, Target::Active);
     let mut bench = Bench {
@@ -116,6 +127,16 @@ async fn run(args: &Args, versions: usize) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     bench.seed(versions).await?;
+    if args.analyze
+        && let Some(db) = &_keep
+    {
+        // What autovacuum does soon after a bulk load: fresh tables have no statistics, and
+        // PostgreSQL may then walk the wrong index of `versions`.
+        let pool = sqlx::PgPool::connect(db.url()).await?;
+        sqlx::query("ANALYZE").execute(&pool).await?;
+        pool.close().await;
+        println!("backend postgres: ANALYZE after seeding");
+    }
     println!(
         "backend {}: seeded `{NAME}` with {versions} accepted versions in {:.1} s",
         bench.store.backend(),

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use depot_eventlog::EventLog;
 use depot_events::{Envelope, Event};
-use futures::StreamExt as _;
 use depot_projector::Projector;
 use depot_store::{BlobStore, IndexFileRow, Store, Target};
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 

@@ -135,6 +135,7 @@ pub(super) async fn crate_heads(
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct LoadedVersion {
     pub(super) canon: String,
+    pub(super) upload_seq: i64,
     pub(super) vers: String,
     pub(super) cksum: String,
     pub(super) status: String,
@@ -143,7 +144,8 @@ pub(super) struct LoadedVersion {
 }
 
 /// The uploads of the `(canon, version without build metadata)` pairs, each crate's in upload
-/// order (through `versions_base_idx`).
+/// order. They are found through `versions_base_idx` and sorted here: an `ORDER BY` would lead
+/// SQLite to walk the primary key, over every upload of the crate.
 pub(super) async fn versions_of(
     tx: &mut Tx,
     gen_: i64,
@@ -152,12 +154,12 @@ pub(super) async fn versions_of(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(match tx {
+    let mut rows: Vec<LoadedVersion> = match tx {
         Tx::Pg(tx) => {
             sqlx::query_as(
-                "SELECT canon, vers, cksum, status, yanked, uploader FROM versions \
+                "SELECT canon, upload_seq, vers, cksum, status, yanked, uploader FROM versions \
                  WHERE gen = $1 AND (canon, vers_base) IN \
-                 (SELECT * FROM UNNEST($2::text[], $3::text[])) ORDER BY canon, upload_seq",
+                 (SELECT * FROM UNNEST($2::text[], $3::text[]))",
             )
             .bind(gen_)
             .bind(wanted.iter().map(|(canon, _)| *canon).bind_iter())
@@ -167,16 +169,18 @@ pub(super) async fn versions_of(
         }
         Tx::Sqlite(tx) => {
             sqlx::query_as(
-                "SELECT canon, vers, cksum, status, yanked, uploader FROM versions \
+                "SELECT canon, upload_seq, vers, cksum, status, yanked, uploader FROM versions \
                  WHERE gen = $1 AND (canon, vers_base) IN \
-                 (SELECT value->>0, value->>1 FROM json_each($2)) ORDER BY canon, upload_seq",
+                 (SELECT value->>0, value->>1 FROM json_each($2))",
             )
             .bind(gen_)
             .bind(json_rows(wanted))
             .fetch_all(&mut **tx)
             .await?
         }
-    })
+    };
+    rows.sort_by(|a, b| (&a.canon, a.upload_seq).cmp(&(&b.canon, b.upload_seq)));
+    Ok(rows)
 }
 
 /// `(upload_seq, vers, yanked)` of the accepted versions of `canon`, in upload order.

@@ -390,7 +390,10 @@ async fn gc_never_deletes_a_referenced_or_recent_blob(setup: Setup) {
     let (status, json) = depot
         .publish_raw(
             &token,
-            publish_body(&metadata("kept", "1.0.0"), &crate_bytes("kept", "1.0.0", "")),
+            publish_body(
+                &metadata("kept", "1.0.0"),
+                &crate_bytes("kept", "1.0.0", ""),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{json}");
@@ -402,7 +405,11 @@ async fn gc_never_deletes_a_referenced_or_recent_blob(setup: Setup) {
     let accepted = accepted[0].clone();
     let hex = accepted.trim_start_matches("sha256/");
     set_modified(
-        &root.join("sha256").join(&hex[..2]).join(&hex[2..4]).join(hex),
+        &root
+            .join("sha256")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(hex),
         old,
     );
     let old_orphan = put_blob(&root, b"an old orphan", old);
@@ -426,7 +433,11 @@ async fn gc_never_deletes_a_referenced_or_recent_blob(setup: Setup) {
         )
         .await;
     // What an interrupted gc left moved aside is put back first (and kept: it is recent).
-    let interrupted = put_blob(&root, b"moved aside by an interrupted gc", SystemTime::now());
+    let interrupted = put_blob(
+        &root,
+        b"moved aside by an interrupted gc",
+        SystemTime::now(),
+    );
     let interrupted_hex = interrupted.trim_start_matches("sha256/");
     std::fs::create_dir_all(root.join("gc")).unwrap();
     std::fs::rename(
