@@ -6,14 +6,15 @@
 //! decide what to do instead of failing to parse.
 //!
 //! [`CrateState`] is the per-crate aggregate: the fold of one crate's events that the api uses to
-//! decide whether a command is allowed, and that the projector persists.
+//! decide whether a command is allowed, and whose head the projector persists.
 
 mod aggregate;
 mod envelope;
 mod payload;
 
 pub use aggregate::{
-    CrateState, PublishCheck, PublishRefusal, VersionState, VersionStatus, version_without_build,
+    CrateHead, CrateState, PublishCheck, PublishRefusal, VersionState, VersionStatus, version_of,
+    version_without_build,
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{

@@ -247,6 +247,55 @@ impl BlobStore {
         Ok(blobs)
     }
 
+    /// Moves a stored blob aside (to `gc/<hex>` under the root), for garbage collection: once
+    /// moved, a concurrent upload of the same content stores a new file at the blob's path and
+    /// is not affected by what happens to this one. `None` if the blob is missing.
+    pub async fn quarantine(&self, key: &str) -> Result<Option<Quarantined>, StoreError> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        let Some(name) = path.file_name() else {
+            return Ok(None);
+        };
+        let aside = self.root.join(QUARANTINE_DIR).join(name);
+        fs::create_dir_all(self.root.join(QUARANTINE_DIR)).await?;
+        match fs::rename(&path, &aside).await {
+            Ok(()) => Ok(Some(Quarantined {
+                path: aside,
+                home: path,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Puts back every blob a garbage collection left moved aside (it was interrupted between
+    /// moving a blob and deciding on it). Returns how many were put back.
+    pub async fn restore_quarantined(&self) -> Result<usize, StoreError> {
+        let mut entries = match fs::read_dir(self.root.join(QUARANTINE_DIR)).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut restored = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(home) = self.path(&BlobStore::key_for(&name)) else {
+                continue;
+            };
+            Quarantined {
+                path: entry.path(),
+                home,
+            }
+            .restore()
+            .await?;
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     /// Deletes a stored blob (for garbage collection of unreferenced blobs).
     pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
         if let Some(path) = self.path(key) {
@@ -257,6 +306,49 @@ impl BlobStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Where garbage collection moves blobs it is about to delete, under the root.
+const QUARANTINE_DIR: &str = "gc";
+
+/// A blob moved aside by [`BlobStore::quarantine`]: deleted or put back once decided.
+#[derive(Debug)]
+pub struct Quarantined {
+    /// Where it is now.
+    path: PathBuf,
+    /// Its content address.
+    home: PathBuf,
+}
+
+impl Quarantined {
+    /// When the moved file was last written: a blob stored again just before it was moved
+    /// aside is recent.
+    pub async fn modified(&self) -> Result<std::time::SystemTime, StoreError> {
+        Ok(fs::metadata(&self.path).await?.modified()?)
+    }
+
+    /// Puts the blob back at its content address (if the same content was stored there again
+    /// meanwhile, that copy stays and this one is dropped).
+    pub async fn restore(self) -> Result<(), StoreError> {
+        if fs::try_exists(&self.home).await? {
+            fs::remove_file(&self.path).await?;
+            return Ok(());
+        }
+        if let Some(parent) = self.home.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::rename(&self.path, &self.home).await?;
+        Ok(())
+    }
+
+    /// Deletes the blob for good.
+    pub async fn delete(self) -> Result<(), StoreError> {
+        match fs::remove_file(&self.path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -413,5 +505,47 @@ mod tests {
         assert!(!stale.exists() && other.exists());
         drop(live);
         assert_eq!(temp_files(dir.path()), 1);
+    }
+
+    async fn store_bytes(store: &BlobStore, bytes: &[u8]) -> StoredBlob {
+        let mut w = store.writer().await.unwrap();
+        w.write(bytes).await.unwrap();
+        w.finish().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn quarantine_moves_aside_and_puts_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let blob = store_bytes(&store, b"content").await;
+        let listed = |store: &BlobStore| {
+            let store = store.clone();
+            async move { store.list().await.unwrap().len() }
+        };
+
+        // Moved aside: not listed, then deleted for good.
+        let aside = store.quarantine(&blob.key).await.unwrap().unwrap();
+        assert_eq!(listed(&store).await, 0);
+        assert!(store.quarantine(&blob.key).await.unwrap().is_none());
+        aside.delete().await.unwrap();
+        assert_eq!(listed(&store).await, 0);
+        assert_eq!(store.restore_quarantined().await.unwrap(), 0);
+
+        // Stored again while moved aside: the new copy stays, putting back drops the old one.
+        let blob = store_bytes(&store, b"content").await;
+        let aside = store.quarantine(&blob.key).await.unwrap().unwrap();
+        store_bytes(&store, b"content").await;
+        aside.restore().await.unwrap();
+        assert_eq!(listed(&store).await, 1);
+        assert_eq!(
+            std::fs::read(store.path(&blob.key).unwrap()).unwrap(),
+            b"content"
+        );
+
+        // Left aside by an interrupted run: put back.
+        let _aside = store.quarantine(&blob.key).await.unwrap().unwrap();
+        assert_eq!(store.restore_quarantined().await.unwrap(), 1);
+        assert_eq!(listed(&store).await, 1);
+        assert!(store.quarantine("sha256/../../x").await.unwrap().is_none());
     }
 }

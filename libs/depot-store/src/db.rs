@@ -156,6 +156,18 @@ impl Db {
         })
     }
 
+    /// Begins a read-only transaction whose statements all see one snapshot (`REPEATABLE
+    /// READ` on PostgreSQL; a read transaction of the reading pool on SQLite).
+    pub(crate) async fn begin_read(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Pg(pool) => Tx::Pg(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+            Db::Sqlite(pools) => Tx::Sqlite(pools.read.begin().await?),
+        })
+    }
+
     /// Whether this is PostgreSQL.
     pub(crate) fn is_postgres(&self) -> bool {
         matches!(self, Db::Pg(_))

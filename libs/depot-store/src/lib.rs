@@ -12,11 +12,11 @@ mod error;
 mod projection;
 mod store;
 
-pub use blob::{BlobStore, BlobWriter, StoredBlob};
+pub use blob::{BlobStore, BlobWriter, Quarantined, StoredBlob};
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
 pub use projection::{CrateSave, ProjectionTx, Target};
 pub use store::{
-    CrateVersions, Generation, IndexFileRow, SearchHit, Store, StoredVersion, TokenRow,
-    UploadOutcome, VersionSummary,
+    CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
+    TokenRow, UploadOutcome, VersionSummary,
 };

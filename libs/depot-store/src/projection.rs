@@ -1,24 +1,29 @@
 //! The projector's write side: one transaction per batch of events, with the checkpoint of the
 //! generation being written.
 //!
-//! A batch costs a few statements, not a few per event: the crates it touches are loaded with
-//! one query ([`ProjectionTx::load_crates`]); the `versions` rows of its uploads are kept in
-//! memory, where its verdicts and yanks update them, and are written with one statement when
-//! the crates are saved ([`ProjectionTx::save_crates`]), which also reads back every crate's
-//! accepted versions (and the metadata of the one shown in search) with two queries and
-//! upserts all index files and crate rows with one statement each (see [`bulk`]). Only verdicts and yanks of versions uploaded in earlier
-//! batches, and tokens, cost a statement each.
+//! A batch costs a few statements, not a few per event, and nothing in it grows with a crate's
+//! history: the crates it touches are loaded with one query for their heads and one for the
+//! uploads of the versions its events mention ([`ProjectionTx::load_crates`]); the `versions`
+//! rows of its uploads are kept in memory, where its verdicts and yanks update them, and are
+//! written with one statement when the crates are saved ([`ProjectionTx::save_crates`]), which
+//! upserts the index file heads and crate rows with one statement each (see [`bulk`]). Index
+//! files are not rendered here: their lines are the accepted versions' rows, assembled when
+//! read, so an accepted version adds a row and a yank changes one. Only verdicts and yanks of
+//! versions uploaded in earlier batches, tokens, and the search summary of a crate whose shown
+//! version is yanked (a scan of its accepted version numbers) cost a statement each.
 
 mod bulk;
 
 use std::collections::HashMap;
 
 use depot_events::{
-    CrateState, ExtractedMetadata, RejectionReason, Timestamp, TokenIssued, VersionUploaded,
+    CrateHead, CrateState, ExtractedMetadata, RejectionReason, Timestamp, TokenIssued,
+    VersionState, VersionStatus, VersionUploaded, version_without_build,
 };
-use depot_index::{IndexEntry, IndexFile};
+use depot_index::IndexEntry;
 
 use crate::db::{Tx, on_tx, to_i64, to_u64};
+use crate::store::yanked_line_of;
 use crate::{Store, StoreError};
 use bulk::{CrateRow, IndexFileRow, VersionRow};
 
@@ -46,6 +51,37 @@ pub struct ProjectionTx {
     new_versions: HashMap<String, Vec<VersionRow>>,
     /// Verdicts and yanks of uploads of earlier batches, in event order; not written yet.
     changes: Vec<VersionChange>,
+    /// The search summary of each crate loaded or changed in this batch.
+    summaries: HashMap<String, SummaryWork>,
+    /// The spelling of each crate with a version accepted in this batch (its index file may be
+    /// new).
+    accepted_names: HashMap<String, String>,
+}
+
+/// The version a crate shows in search: the highest unyanked one, else the highest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Best {
+    version: semver::Version,
+    yanked: bool,
+}
+
+impl Best {
+    /// Whether `other` is shown in preference to `self` (strictly: of equals, the first wins).
+    fn loses_to(&self, other: &Best) -> bool {
+        (!other.yanked, &other.version) > (!self.yanked, &self.version)
+    }
+}
+
+/// A crate's search summary while a batch is folded.
+#[derive(Debug, Clone, Default)]
+struct SummaryWork {
+    best: Option<Best>,
+    description: Option<String>,
+    keywords: String,
+    /// The shown version must be found again by scanning the accepted versions (it was yanked).
+    rescan: bool,
+    /// The shown version changed to this accepted one, whose metadata must be read.
+    metadata_of: Option<String>,
 }
 
 /// What [`ProjectionTx::save_crates`] stores for one crate.
@@ -94,39 +130,72 @@ enum VersionChange {
     },
 }
 
-/// A crate's accepted versions, decoded.
+/// The search summary of a crate's accepted versions, scanned.
 struct AcceptedVersions {
-    /// The index lines in upload order, with their yanked flags.
-    entries: Vec<IndexEntry>,
-    /// The version shown in search, with its upload sequence: the highest unyanked one (the
-    /// first of equals), else the highest.
-    best: Option<(semver::Version, i64)>,
+    /// The version shown in search, with its upload sequence.
+    best: Option<(Best, i64)>,
 }
 
 impl AcceptedVersions {
-    /// Decodes `(upload_seq, entry JSON, yanked)` rows in upload order.
-    fn read(canon: &str, rows: Vec<(i64, String, bool)>) -> Result<AcceptedVersions, StoreError> {
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut best: Option<(bool, semver::Version, i64)> = None;
-        for (upload_seq, line, yanked) in rows {
-            let mut entry: IndexEntry = serde_json::from_str(&line)
-                .map_err(|e| StoreError::Corrupt(format!("index entry of {canon}: {e}")))?;
-            entry.yanked = yanked;
-            if let Ok(version) = semver::Version::parse(&entry.vers) {
-                let better = best
-                    .as_ref()
-                    .is_none_or(|(unyanked, v, _)| (!yanked, &version) > (*unyanked, v));
-                if better {
-                    best = Some((!yanked, version, upload_seq));
+    /// Finds the version shown in search among `(upload_seq, vers, yanked)` rows in upload
+    /// order.
+    fn scan(rows: &[(i64, String, bool)]) -> AcceptedVersions {
+        let mut best: Option<(Best, i64)> = None;
+        for (upload_seq, vers, yanked) in rows {
+            let Ok(version) = semver::Version::parse(vers) else {
+                continue;
+            };
+            let candidate = Best {
+                version,
+                yanked: *yanked,
+            };
+            if best.as_ref().is_none_or(|(b, _)| b.loses_to(&candidate)) {
+                best = Some((candidate, *upload_seq));
+            }
+        }
+        AcceptedVersions { best }
+    }
+}
+
+impl SummaryWork {
+    /// Follows a yank or unyank of the accepted `vers`.
+    fn set_yanked(&mut self, vers: &str, yanked: bool) {
+        if self.rescan {
+            return;
+        }
+        let Ok(version) = semver::Version::parse(vers) else {
+            return;
+        };
+        match &mut self.best {
+            Some(best) if best.version == version => {
+                if yanked && !best.yanked {
+                    // Another version may be shown now: find it at the end of the batch.
+                    self.rescan = true;
+                }
+                best.yanked = yanked;
+            }
+            // Yanking a version that is not shown changes nothing: the shown one is unyanked,
+            // or every version is yanked already.
+            _ if yanked => {}
+            best => {
+                let candidate = Best {
+                    version,
+                    yanked: false,
+                };
+                if best.as_ref().is_none_or(|b| b.loses_to(&candidate)) {
+                    *best = Some(candidate);
+                    self.metadata_of = Some(vers.to_owned());
                 }
             }
-            entries.push(entry);
         }
-        Ok(AcceptedVersions {
-            entries,
-            best: best.map(|(_, version, upload_seq)| (version, upload_seq)),
-        })
     }
+}
+
+/// The ETag of an index file: the sequence of the last event that changed its lines. It
+/// changes whenever the bytes do (every change is a new event), and a replay of the same log
+/// gives the same one, without hashing the whole file on every change.
+fn index_etag(changed_seq: u64) -> String {
+    format!("\"{changed_seq}\"")
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -177,6 +246,8 @@ impl ProjectionTx {
             checkpoint: to_u64(checkpoint),
             new_versions: HashMap::new(),
             changes: Vec::new(),
+            summaries: HashMap::new(),
+            accepted_names: HashMap::new(),
         })
     }
 
@@ -190,22 +261,70 @@ impl ProjectionTx {
         self.checkpoint
     }
 
-    /// Loads the aggregate state of each of `canons` that has one, with one query.
+    /// Loads the aggregate of each of `crates` that has one: its head and the uploads of the
+    /// given versions (compared without build metadata), with two queries whatever the
+    /// crates' histories. Crates without a row are absent.
     pub async fn load_crates(
         &mut self,
-        canons: &[&str],
+        crates: &[(&str, Vec<&str>)],
     ) -> Result<HashMap<String, CrateState>, StoreError> {
-        if canons.is_empty() {
+        if crates.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = bulk::crate_states(&mut self.tx, self.gen_, canons).await?;
-        rows.into_iter()
-            .map(|(canon, text)| {
-                let state = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("crate state of {canon}: {e}")))?;
-                Ok((canon, state))
+        let canons: Vec<&str> = crates.iter().map(|(canon, _)| *canon).collect();
+        let mut states = HashMap::new();
+        for head in bulk::crate_heads(&mut self.tx, self.gen_, &canons).await? {
+            let state: CrateHead = serde_json::from_str(&head.state)
+                .map_err(|e| StoreError::Corrupt(format!("crate state of {}: {e}", head.canon)))?;
+            let best = head
+                .max_version
+                .as_deref()
+                .and_then(|v| semver::Version::parse(v).ok());
+            let summary = SummaryWork {
+                // A shown version without its row (or its yanked flag) is found again.
+                rescan: head.max_version.is_some() && head.best_yanked.is_none(),
+                best: best
+                    .zip(head.best_yanked)
+                    .map(|(version, yanked)| Best { version, yanked }),
+                description: head.description,
+                keywords: head.keywords,
+                metadata_of: None,
+            };
+            self.summaries.insert(head.canon.clone(), summary);
+            states.insert(head.canon, CrateState::from_parts(state, Vec::new()));
+        }
+        let wanted: Vec<(&str, &str)> = crates
+            .iter()
+            .filter(|(canon, _)| states.contains_key(*canon))
+            .flat_map(|(canon, versions)| {
+                versions
+                    .iter()
+                    .map(move |vers| (*canon, version_without_build(vers)))
             })
-            .collect()
+            .collect();
+        for row in bulk::versions_of(&mut self.tx, self.gen_, &wanted).await? {
+            let status = match row.status.as_str() {
+                PENDING => VersionStatus::Pending,
+                ACCEPTED => VersionStatus::Accepted,
+                REJECTED => VersionStatus::Rejected,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "version status `{other}` of {}",
+                        row.canon
+                    )));
+                }
+            };
+            if let Some(state) = states.get_mut(&row.canon) {
+                state.versions.push(VersionState {
+                    vers: row.vers,
+                    cksum: row.cksum,
+                    status,
+                    yanked: row.yanked,
+                    uploader: row.uploader,
+                });
+            }
+        }
+        Ok(states)
     }
 
     /// Records an upload as pending. The caller records only uploads of versions that are not
@@ -226,12 +345,14 @@ impl ProjectionTx {
                 upload_seq: to_i64(seq),
                 name: upload.name.clone(),
                 vers: upload.vers.clone(),
+                vers_base: version_without_build(&upload.vers).to_owned(),
                 cksum: upload.cksum.clone(),
                 size: to_i64(upload.size),
                 blob: upload.blob.clone(),
                 uploader: upload.uploader.clone(),
                 status: PENDING,
                 yanked: false,
+                yanked_line: None,
                 entry: None,
                 metadata: None,
                 reasons: None,
@@ -252,6 +373,23 @@ impl ProjectionTx {
     ) {
         let mut entry = entry.clone();
         entry.yanked = false;
+        self.accepted_names
+            .insert(canon.to_owned(), entry.name.clone());
+        let summary = self.summaries.entry(canon.to_owned()).or_default();
+        if !summary.rescan
+            && let Ok(version) = semver::Version::parse(vers)
+        {
+            let candidate = Best {
+                version,
+                yanked: false,
+            };
+            if summary.best.as_ref().is_none_or(|b| b.loses_to(&candidate)) {
+                summary.best = Some(candidate);
+                summary.description = metadata.description.clone();
+                summary.keywords = metadata.keywords.join(" ");
+                summary.metadata_of = None;
+            }
+        }
         self.decide(
             canon,
             vers,
@@ -307,6 +445,10 @@ impl ProjectionTx {
     /// Sets the yanked flag of an accepted version: of its row in memory if it was folded in
     /// this batch, else (once written) of the row of an earlier batch.
     pub fn set_yanked(&mut self, canon: &str, vers: &str, yanked: bool) {
+        self.summaries
+            .entry(canon.to_owned())
+            .or_default()
+            .set_yanked(vers, yanked);
         let row = self.new_versions.get_mut(canon).and_then(|rows| {
             rows.iter_mut()
                 .find(|row| row.status == ACCEPTED && row.vers == vers)
@@ -354,118 +496,144 @@ impl ProjectionTx {
                         .bind(cksum)
                         .bind(reasons),
                     },
-                    VersionChange::Yank { canon, vers, yanked } => sqlx::query(
-                        "UPDATE versions SET yanked = $4 \
-                         WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
-                    )
-                    .bind(gen_)
-                    .bind(canon)
-                    .bind(vers)
-                    .bind(*yanked),
+                    VersionChange::Yank { canon, vers, yanked } => {
+                        // The line while yanked, from the row's own (one row, whatever the
+                        // history).
+                        let entry: Option<Option<String>> = sqlx::query_scalar(
+                            "SELECT entry FROM versions \
+                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
+                        )
+                        .bind(gen_)
+                        .bind(canon)
+                        .bind(vers)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let yanked_line = match entry.flatten() {
+                            Some(entry) if *yanked => Some(yanked_line_of(&entry)?),
+                            _ => None,
+                        };
+                        sqlx::query(
+                            "UPDATE versions SET yanked = $4, \
+                             yanked_line = coalesce($5, yanked_line) \
+                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
+                        )
+                        .bind(gen_)
+                        .bind(canon)
+                        .bind(vers)
+                        .bind(*yanked)
+                        .bind(yanked_line)
+                    }
                 };
                 query.execute(conn).await?;
             });
         }
-        let rows: Vec<VersionRow> = std::mem::take(&mut self.new_versions)
+        let mut rows: Vec<VersionRow> = std::mem::take(&mut self.new_versions)
             .into_values()
             .flatten()
             .collect();
+        for row in &mut rows {
+            if row.yanked
+                && let Some(entry) = &row.entry
+            {
+                row.yanked_line = Some(yanked_line_of(entry)?);
+            }
+        }
         bulk::insert_versions(&mut self.tx, gen_, &rows).await
     }
 
-    /// Stores the aggregate state of each crate (as of its event `last_seq` at `updated_at`) and
-    /// refreshes its search summary, after writing the version changes recorded so far. When
+    /// Stores the head of each crate's aggregate (as of its event `last_seq` at `updated_at`)
+    /// and its search summary, after writing the version changes recorded so far. When
     /// `index_changed` is given (sequence and time of the latest event that changed the crate's
-    /// index lines), the index file is re-rendered from the accepted versions in upload order,
-    /// with that time as its Last-Modified. Each crate may appear once.
+    /// index lines), the index file's ETag and Last-Modified follow it (the lines themselves are
+    /// the version rows). Each crate may appear once.
     pub async fn save_crates(&mut self, saves: &[CrateSave<'_>]) -> Result<(), StoreError> {
         self.write_versions().await?;
         if saves.is_empty() {
             return Ok(());
         }
-        let canons: Vec<&str> = saves.iter().map(|save| save.canon).collect();
-        let mut accepted: HashMap<String, Vec<(i64, String, bool)>> = HashMap::new();
-        for (canon, upload_seq, entry, yanked) in
-            bulk::accepted_versions(&mut self.tx, self.gen_, &canons).await?
-        {
-            accepted
-                .entry(canon)
-                .or_default()
-                .push((upload_seq, entry, yanked));
-        }
-        let versions = saves
-            .iter()
-            .map(|save| {
-                let rows = accepted.remove(save.canon).unwrap_or_default();
-                AcceptedVersions::read(save.canon, rows)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // The metadata of the versions shown in search only: one per crate.
-        let best: Vec<(&str, i64)> = saves
-            .iter()
-            .zip(&versions)
-            .filter_map(|(save, versions)| Some((save.canon, versions.best.as_ref()?.1)))
-            .collect();
-        let mut metadata: HashMap<String, Option<String>> =
-            bulk::version_metadata(&mut self.tx, self.gen_, &best)
-                .await?
-                .into_iter()
-                .collect();
-
         let mut index_files = Vec::new();
-        let mut emptied = Vec::new();
+        let mut touched = Vec::new();
         let mut crates = Vec::with_capacity(saves.len());
-        for (save, versions) in saves.iter().zip(versions) {
-            match save.index_changed {
-                None => {}
-                Some(_) if versions.entries.is_empty() => emptied.push(save.canon),
-                Some((changed_seq, changed_at)) => {
-                    let file = IndexFile::render(&versions.entries);
-                    index_files.push(IndexFileRow {
+        for save in saves {
+            let summary = self.summary(save.canon).await?;
+            if let Some((changed_seq, changed_at)) = save.index_changed {
+                match self.accepted_names.get(save.canon) {
+                    Some(name) => index_files.push(IndexFileRow {
                         canon: save.canon.to_owned(),
-                        name: versions.entries[0].name.clone(),
-                        body: file.body,
-                        etag: file.etag,
+                        name: name.clone(),
+                        etag: index_etag(changed_seq),
                         last_modified: changed_at.unix_millis(),
                         last_seq: to_i64(changed_seq),
-                    });
+                    }),
+                    None => touched.push((save.canon, changed_seq, changed_at)),
                 }
             }
-            let (max_version, description, keywords) = match versions.best {
-                None => (None, None, String::new()),
-                Some((version, _)) => {
-                    let metadata: ExtractedMetadata = match metadata.remove(save.canon).flatten() {
-                        Some(text) => serde_json::from_str(&text).map_err(|e| {
-                            StoreError::Corrupt(format!("metadata of {}: {e}", save.canon))
-                        })?,
-                        None => ExtractedMetadata::default(),
-                    };
-                    (
-                        Some(version.to_string()),
-                        metadata.description,
-                        metadata.keywords.join(" "),
-                    )
-                }
-            };
-            let name = save
-                .state
-                .name
-                .clone()
-                .or_else(|| versions.entries.first().map(|e| e.name.clone()));
             crates.push(CrateRow {
                 canon: save.canon.to_owned(),
-                name,
-                state: json(save.state),
+                name: save.state.name().map(str::to_owned),
+                state: json(&save.state.head),
                 last_seq: to_i64(save.last_seq),
-                description,
-                keywords,
-                max_version,
+                description: summary.description,
+                keywords: summary.keywords,
+                max_version: summary.best.map(|b| b.version.to_string()),
                 updated_at: save.updated_at.unix_millis(),
             });
         }
-        bulk::delete_index_files(&mut self.tx, self.gen_, &emptied).await?;
+        // Yanks only: the file exists (it has an accepted version) or stays absent.
+        let gen_ = self.gen_;
+        for (canon, changed_seq, changed_at) in touched {
+            on_tx!(&mut self.tx, conn => {
+                sqlx::query(
+                    "UPDATE index_files SET etag = $3, last_modified = $4, last_seq = $5 \
+                     WHERE gen = $1 AND canon = $2",
+                )
+                .bind(gen_)
+                .bind(canon)
+                .bind(index_etag(changed_seq))
+                .bind(changed_at.unix_millis())
+                .bind(to_i64(changed_seq))
+                .execute(conn)
+                .await?;
+            });
+        }
+        self.accepted_names.clear();
         bulk::upsert_index_files(&mut self.tx, self.gen_, &index_files).await?;
         bulk::upsert_crates(&mut self.tx, self.gen_, &crates).await
+    }
+
+    /// The search summary of a crate after the batch's changes: kept up to date event by
+    /// event, with the accepted versions scanned only when the shown one was yanked, and one
+    /// row's metadata read when an unyank made another version the shown one.
+    async fn summary(&mut self, canon: &str) -> Result<SummaryWork, StoreError> {
+        let mut summary = self.summaries.remove(canon).unwrap_or_default();
+        let gen_ = self.gen_;
+        let mut metadata_seq = None;
+        if summary.rescan {
+            let rows: Vec<(i64, String, bool)> =
+                bulk::accepted_versions(&mut self.tx, gen_, canon).await?;
+            let scanned = AcceptedVersions::scan(&rows);
+            metadata_seq = scanned.best.as_ref().map(|(_, seq)| *seq);
+            summary.best = scanned.best.map(|(best, _)| best);
+            summary.description = None;
+            summary.keywords = String::new();
+        } else if let Some(vers) = summary.metadata_of.take() {
+            metadata_seq = bulk::accepted_upload_seq(&mut self.tx, gen_, canon, &vers).await?;
+        }
+        if let Some(seq) = metadata_seq {
+            let metadata: ExtractedMetadata =
+                match bulk::version_metadata(&mut self.tx, gen_, &[(canon, seq)])
+                    .await?
+                    .pop()
+                    .and_then(|(_, text)| text)
+                {
+                    Some(text) => serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("metadata of {canon}: {e}")))?,
+                    None => ExtractedMetadata::default(),
+                };
+            summary.description = metadata.description;
+            summary.keywords = metadata.keywords.join(" ");
+        }
+        Ok(summary)
     }
 
     /// Records an issued token (and its user, if new).

@@ -4,8 +4,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::StoreError;
-use crate::db::{Db, on_read, on_tx, on_write, to_i64, to_u64};
-use depot_events::{CrateState, RejectionReason, Timestamp, TokenScope};
+use crate::db::{Db, Tx, on_read, on_tx, on_write, to_i64, to_u64};
+use depot_events::{
+    CrateHead, CrateState, RejectionReason, Timestamp, TokenScope, VersionState, VersionStatus,
+    version_without_build,
+};
 
 /// `WHERE gen = …` for the active generation, usable in `concat!`.
 macro_rules! active_gen {
@@ -103,6 +106,19 @@ pub struct StoredVersion {
     pub blob: String,
 }
 
+/// An upload still waiting for its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingVersion {
+    /// The crate name as published.
+    pub name: String,
+    /// The version.
+    pub vers: String,
+    /// The log sequence of its `version_uploaded` event.
+    pub upload_seq: u64,
+    /// When it was uploaded (the event's time).
+    pub uploaded_at: Timestamp,
+}
+
 /// A generation of the read models.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {
@@ -118,6 +134,78 @@ pub struct Generation {
 
 fn json_err(what: &str, error: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+fn version_status(status: &str) -> Result<VersionStatus, StoreError> {
+    match status {
+        "pending" => Ok(VersionStatus::Pending),
+        "accepted" => Ok(VersionStatus::Accepted),
+        "rejected" => Ok(VersionStatus::Rejected),
+        other => Err(StoreError::Corrupt(format!("version status `{other}`"))),
+    }
+}
+
+/// One line of an index file as read: `(canon, name, etag, last_modified, entry, yanked,
+/// yanked_line)`.
+type IndexLineRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    bool,
+    Option<String>,
+);
+
+/// The served line of an accepted version: `entry` (its line unyanked), or while yanked
+/// `yanked_line` (derived from `entry` for rows projected before it was stored).
+pub(crate) fn served_line(
+    entry: &str,
+    yanked: bool,
+    yanked_line: Option<String>,
+) -> Result<String, StoreError> {
+    if !yanked {
+        return Ok(entry.to_owned());
+    }
+    if let Some(line) = yanked_line {
+        return Ok(line);
+    }
+    yanked_line_of(entry)
+}
+
+/// The line of an accepted version while yanked, from its unyanked line.
+pub(crate) fn yanked_line_of(entry: &str) -> Result<String, StoreError> {
+    let mut parsed: depot_index::IndexEntry =
+        serde_json::from_str(entry).map_err(|e| json_err("index entry", e))?;
+    parsed.yanked = true;
+    Ok(parsed.to_line())
+}
+
+/// Index files from their lines, grouped by crate (rows ordered by crate, then upload).
+fn assemble(rows: Vec<IndexLineRow>) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
+    let mut files: Vec<(String, IndexFileRow)> = Vec::new();
+    for (canon, name, etag, modified, entry, yanked, yanked_line) in rows {
+        let entry = entry.ok_or_else(|| {
+            StoreError::Corrupt(format!("accepted version of {canon} has no line"))
+        })?;
+        let line = served_line(&entry, yanked, yanked_line)?;
+        if files.last().is_none_or(|(last, _)| *last != canon) {
+            files.push((
+                canon.clone(),
+                IndexFileRow {
+                    name,
+                    body: Vec::new(),
+                    etag,
+                    last_modified: Timestamp::from_unix_millis(modified),
+                },
+            ));
+        }
+        if let Some((_, file)) = files.last_mut() {
+            file.body.extend_from_slice(line.as_bytes());
+            file.body.push(b'\n');
+        }
+    }
+    Ok(files)
 }
 
 impl Store {
@@ -169,68 +257,121 @@ impl Store {
         Ok(seq.map_or(0, to_u64))
     }
 
-    /// A crate's aggregate state and the log sequence it reflects (active generation).
-    pub async fn crate_state(&self, canon: &str) -> Result<Option<(CrateState, u64)>, StoreError> {
-        let row: Option<(String, i64)> = on_read!(&self.db, pool => {
+    /// A crate's aggregate as commands decide on it, and the log sequence it reflects (active
+    /// generation): its head plus the uploads of `versions` (each compared without build
+    /// metadata, found through an index), read from one snapshot. The cost does not depend on
+    /// how many versions the crate has. `None` if the crate has no events projected.
+    pub async fn crate_aggregate(
+        &self,
+        canon: &str,
+        versions: &[&str],
+    ) -> Result<Option<(CrateState, u64)>, StoreError> {
+        let bases: Vec<&str> = versions.iter().map(|v| version_without_build(v)).collect();
+        let mut tx = self.db.begin_read().await?;
+        let head: Option<(String, i64)> = on_tx!(&mut tx, conn => {
             sqlx::query_as(concat!(
                 "SELECT state, last_seq FROM crates WHERE gen = ", active_gen!(), " AND canon = $1"
             ))
             .bind(canon)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await?
         });
-        row.map(|(state, seq)| {
-            let state = serde_json::from_str(&state).map_err(|e| json_err("crate state", e))?;
-            Ok((state, to_u64(seq)))
-        })
-        .transpose()
+        let Some((head, seq)) = head else {
+            return Ok(None);
+        };
+        let head: CrateHead =
+            serde_json::from_str(&head).map_err(|e| json_err("crate state", e))?;
+        // Found through `versions_base_idx` and put in upload order here: an `ORDER BY` would
+        // lead SQLite to walk the primary key, over every upload of the crate.
+        type Row = (i64, String, String, String, bool, String);
+        let mut rows: Vec<Row> =
+            if bases.is_empty() {
+                Vec::new()
+            } else {
+                match &mut tx {
+                    Tx::Pg(tx) => sqlx::query_as(concat!(
+                        "SELECT upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                         WHERE gen = ",
+                        active_gen!(),
+                        " AND canon = $1 AND vers_base = ANY($2)"
+                    ))
+                    .bind(canon)
+                    .bind(&bases)
+                    .fetch_all(&mut **tx)
+                    .await?,
+                    Tx::Sqlite(tx) => sqlx::query_as(concat!(
+                        "SELECT upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                         WHERE gen = ",
+                        active_gen!(),
+                        " AND canon = $1 AND vers_base IN (SELECT value FROM json_each($2))"
+                    ))
+                    .bind(canon)
+                    .bind(serde_json::to_string(&bases).map_err(|e| json_err("versions", e))?)
+                    .fetch_all(&mut **tx)
+                    .await?,
+                }
+            };
+        tx.commit().await?;
+        rows.sort_by_key(|row| row.0);
+        let versions = rows
+            .into_iter()
+            .map(|(_, vers, cksum, status, yanked, uploader)| {
+                Ok(VersionState {
+                    vers,
+                    cksum,
+                    status: version_status(&status)?,
+                    yanked,
+                    uploader,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((CrateState::from_parts(head, versions), to_u64(seq))))
     }
 
-    /// The index file of a crate, by canonical name (active generation).
-    pub async fn index_file(&self, canon: &str) -> Result<Option<IndexFileRow>, StoreError> {
-        let row: Option<(String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
-            sqlx::query_as(concat!(
-                "SELECT name, body, etag, last_modified FROM index_files WHERE gen = ",
-                active_gen!(),
-                " AND canon = $1"
+    /// The log sequence of a crate's last projected event (active generation).
+    pub async fn crate_last_seq(&self, canon: &str) -> Result<Option<u64>, StoreError> {
+        let seq: Option<i64> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT last_seq FROM crates WHERE gen = ", active_gen!(), " AND canon = $1"
             ))
             .bind(canon)
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(name, body, etag, modified)| IndexFileRow {
-            name,
-            body,
-            etag,
-            last_modified: Timestamp::from_unix_millis(modified),
-        }))
+        Ok(seq.map(to_u64))
+    }
+
+    /// The index file of a crate, by canonical name (active generation): its accepted
+    /// versions' lines in upload order, read with its ETag in one statement.
+    pub async fn index_file(&self, canon: &str) -> Result<Option<IndexFileRow>, StoreError> {
+        let rows: Vec<IndexLineRow> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT f.canon, f.name, f.etag, f.last_modified, v.entry, v.yanked, v.yanked_line \
+                 FROM index_files f JOIN versions v ON v.gen = f.gen AND v.canon = f.canon \
+                 AND v.status = 'accepted' WHERE f.gen = ",
+                active_gen!(),
+                " AND f.canon = $1 ORDER BY v.upload_seq"
+            ))
+            .bind(canon)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(assemble(rows)?.pop().map(|(_, file)| file))
     }
 
     /// Every index file of generation `gen_`, by canonical name.
     pub async fn index_files(&self, gen_: u64) -> Result<Vec<(String, IndexFileRow)>, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, String, i64)> = on_read!(&self.db, pool => {
+        let rows: Vec<IndexLineRow> = on_read!(&self.db, pool => {
             sqlx::query_as(
-                "SELECT canon, name, body, etag, last_modified FROM index_files \
-                 WHERE gen = $1 ORDER BY canon",
+                "SELECT f.canon, f.name, f.etag, f.last_modified, v.entry, v.yanked, v.yanked_line \
+                 FROM index_files f JOIN versions v ON v.gen = f.gen AND v.canon = f.canon \
+                 AND v.status = 'accepted' WHERE f.gen = $1 ORDER BY f.canon, v.upload_seq",
             )
             .bind(to_i64(gen_))
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(canon, name, body, etag, modified)| {
-                (
-                    canon,
-                    IndexFileRow {
-                        name,
-                        body,
-                        etag,
-                        last_modified: Timestamp::from_unix_millis(modified),
-                    },
-                )
-            })
-            .collect())
+        assemble(rows)
     }
 
     /// The outcome of the upload appended at log sequence `upload_seq` (active generation);
@@ -472,6 +613,28 @@ impl Store {
             .collect())
     }
 
+    /// The uploads of generation `gen_` still waiting for a verdict, oldest first.
+    pub async fn pending_versions(&self, gen_: u64) -> Result<Vec<PendingVersion>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT name, vers, upload_seq, uploaded_at FROM versions \
+                 WHERE gen = $1 AND status = 'pending' ORDER BY upload_seq",
+            )
+            .bind(to_i64(gen_))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, vers, seq, at)| PendingVersion {
+                name,
+                vers,
+                upload_seq: to_u64(seq),
+                uploaded_at: Timestamp::from_unix_millis(at),
+            })
+            .collect())
+    }
+
     /// The blob keys any upload of generation `gen_` refers to (rejected ones included): the
     /// `.crate`, the publish metadata and the readme.
     pub async fn referenced_blobs(&self, gen_: u64) -> Result<BTreeSet<String>, StoreError> {
@@ -503,7 +666,8 @@ impl Store {
              '|' || status || '|' || CAST(yanked AS TEXT) || '|' || coalesce(entry, '-') || '|' || \
              coalesce(metadata, '-') || '|' || coalesce(reasons, '-') || '|' || \
              CAST(uploaded_at AS TEXT) || '|' || coalesce(metadata_blob, '-') || '|' || \
-             coalesce(readme_blob, '-') FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
+             coalesce(readme_blob, '-') || '|' || vers_base || '|' || coalesce(yanked_line, '-') \
+             FROM versions WHERE gen = $1 ORDER BY canon, upload_seq",
             "SELECT 'index_files ' || canon || '|' || name || '|' || etag || '|' || \
              CAST(last_modified AS TEXT) || '|' || CAST(last_seq AS TEXT) \
              FROM index_files WHERE gen = $1 ORDER BY canon",

@@ -1,11 +1,12 @@
 //! Commands on a crate aggregate: load its state, decide, append with optimistic concurrency,
 //! and wait until the projector has made the result visible.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use depot_eventlog::{AppendError, Expected};
-use depot_events::{CrateState, Envelope, Event};
+use depot_events::{CrateState, Envelope, Event, version_of, version_without_build};
 use depot_index::CanonicalName;
 
 use crate::{ApiError, AppState};
@@ -31,34 +32,75 @@ pub(crate) struct Executed<T> {
     pub(crate) appended: Option<u64>,
 }
 
-/// Loads a crate's aggregate: the projected state plus any events the projector has not
-/// applied yet, read from the log. Returns the state and the sequence of its last event.
+/// Loads a crate's aggregate as a command on `vers` (or on the crate alone) decides on it: the
+/// projected head and uploads of that version, plus any events the projector has not applied
+/// yet, read from the log. Returns the state and the sequence of its last event.
+///
+/// What is loaded does not grow with the crate's history: the head, the uploads of `vers`, and
+/// those of the versions the log tail mentions (which the fold of the tail needs). When the tail
+/// mentions others, they are loaded with the head from a newer snapshot, whose tail is shorter.
 pub(crate) async fn load_crate(
     state: &AppState,
     canon: &CanonicalName,
+    vers: Option<&str>,
 ) -> Result<(CrateState, u64), ApiError> {
-    let (mut crate_state, mut seq) = state.store().crate_state(canon).await?.unwrap_or_default();
     let subject = depot_events::subject::krate(canon);
-    for stored in state.log().read_subject(&subject, seq).await? {
-        let envelope = Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
-        crate_state.apply(&envelope);
-        seq = stored.seq;
+    let mut wanted: BTreeSet<String> = vers
+        .map(|v| version_without_build(v).to_owned())
+        .into_iter()
+        .collect();
+    for _ in 0..MAX_ATTEMPTS {
+        let versions: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let (mut crate_state, mut seq) = state
+            .store()
+            .crate_aggregate(canon, &versions)
+            .await?
+            .unwrap_or_default();
+        let tail = state
+            .log()
+            .read_subject(&subject, seq)
+            .await?
+            .into_iter()
+            .map(|stored| {
+                let envelope = Envelope::decode(&stored.payload).map_err(ApiError::internal)?;
+                Ok((stored.seq, envelope))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let missing: Vec<String> = tail
+            .iter()
+            .filter_map(|(_, envelope)| version_of(&envelope.event))
+            .map(|v| version_without_build(v).to_owned())
+            .filter(|v| !wanted.contains(v))
+            .collect();
+        if !missing.is_empty() {
+            wanted.extend(missing);
+            continue;
+        }
+        for (event_seq, envelope) in &tail {
+            crate_state.apply(envelope);
+            seq = *event_seq;
+        }
+        return Ok((crate_state, seq));
     }
-    Ok((crate_state, seq))
+    Err(ApiError::unavailable(
+        "the crate is being changed by many requests at once; try again",
+    ))
 }
 
-/// Runs `decide` against the crate's current state and appends the event it asks for, expecting
+/// Runs `decide` against the crate's current state (loaded for `vers`, see [`load_crate`]) and
+/// appends the event it asks for, expecting
 /// the crate's last sequence to be unchanged; on a conflict the state is reloaded and `decide`
 /// runs again.
 pub(crate) async fn execute<T>(
     state: &AppState,
     canon: &CanonicalName,
+    vers: Option<&str>,
     actor: &str,
     mut decide: impl FnMut(&CrateState) -> Result<Decision<T>, ApiError>,
 ) -> Result<Executed<T>, ApiError> {
     let subject = depot_events::subject::krate(canon);
     for _ in 0..MAX_ATTEMPTS {
-        let (crate_state, seq) = load_crate(state, canon).await?;
+        let (crate_state, seq) = load_crate(state, canon, vers).await?;
         let (event, value) = match decide(&crate_state)? {
             Decision::Done(value) => {
                 return Ok(Executed {
@@ -128,9 +170,9 @@ pub(crate) async fn wait_projected(
     loop {
         let projected = state
             .store()
-            .crate_state(canon)
+            .crate_last_seq(canon)
             .await?
-            .is_some_and(|(_, last)| last >= seq);
+            .is_some_and(|last| last >= seq);
         if projected {
             state.inner.cache.invalidate(canon);
             return Ok(true);

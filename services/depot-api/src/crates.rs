@@ -52,32 +52,38 @@ async fn set_yanked(
     state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::Yank, &name)?;
     let canon = name.canonical();
-    let executed = execute(&state, &canon, &principal.login, |krate| {
-        if !krate.exists() {
-            return Err(crate_not_found(&name));
-        }
-        if !krate.is_owner(&principal.login) {
-            return Err(ApiError::forbidden("you are not an owner of this crate"));
-        }
-        let Some(version) = krate.accepted_version(&vers) else {
-            return Err(ApiError::not_found(format!(
-                "crate `{name}` does not have a version `{vers}`"
-            )));
-        };
-        if version.yanked == yanked {
-            return Ok(Decision::Done(()));
-        }
-        let toggle = VersionYankToggled {
-            vers: vers.to_string(),
-            message: None,
-        };
-        let event = if yanked {
-            Event::VersionYanked(toggle)
-        } else {
-            Event::VersionUnyanked(toggle)
-        };
-        Ok(Decision::Append(Box::new(event), ()))
-    })
+    let executed = execute(
+        &state,
+        &canon,
+        Some(vers.as_str()),
+        &principal.login,
+        |krate| {
+            if !krate.exists() {
+                return Err(crate_not_found(&name));
+            }
+            if !krate.is_owner(&principal.login) {
+                return Err(ApiError::forbidden("you are not an owner of this crate"));
+            }
+            let Some(version) = krate.accepted_version(&vers) else {
+                return Err(ApiError::not_found(format!(
+                    "crate `{name}` does not have a version `{vers}`"
+                )));
+            };
+            if version.yanked == yanked {
+                return Ok(Decision::Done(()));
+            }
+            let toggle = VersionYankToggled {
+                vers: vers.to_string(),
+                message: None,
+            };
+            let event = if yanked {
+                Event::VersionYanked(toggle)
+            } else {
+                Event::VersionUnyanked(toggle)
+            };
+            Ok(Decision::Append(Box::new(event), ()))
+        },
+    )
     .await?;
     if let Some(seq) = executed.appended {
         wait_projected(&state, &canon, seq, state.config().command_wait).await?;
@@ -105,12 +111,12 @@ pub(crate) async fn list_owners(
     CratePath(name): CratePath,
 ) -> Result<Json<Value>, ApiError> {
     let canon = name.canonical();
-    let (krate, _) = crate::commands::load_crate(&state, &canon).await?;
+    let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
     if !krate.exists() {
         return Err(crate_not_found(&name));
     }
     let mut users = Vec::new();
-    for (i, login) in krate.owners.iter().enumerate() {
+    for (i, login) in krate.owners().iter().enumerate() {
         let display = state
             .store()
             .user(login)
@@ -169,7 +175,7 @@ async fn change_owners(
         logins.push(login.to_lowercase().to_string());
     }
     let canon = name.canonical();
-    let executed = execute(&state, &canon, &principal.login, |krate| {
+    let executed = execute(&state, &canon, None, &principal.login, |krate| {
         if !krate.exists() {
             return Err(crate_not_found(&name));
         }
@@ -185,7 +191,7 @@ async fn change_owners(
             .collect();
         if !add {
             let remaining = krate
-                .owners
+                .owners()
                 .iter()
                 .filter(|o| !logins.iter().any(|l| l.eq_ignore_ascii_case(o)))
                 .count();

@@ -116,7 +116,7 @@ async fn publish_inner(
     }
 
     // 3. Checks that need no crate bytes: ownership, scopes, dependencies.
-    let (krate, _) = load_crate(&state, &canon).await?;
+    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
     check_permission(&krate, &principal, &name)?;
     check_dependencies(&state, &validated).await?;
 
@@ -127,7 +127,7 @@ async fn publish_inner(
         return Err(e);
     }
     let cksum = writer.sha256_hex();
-    let (krate, _) = load_crate(&state, &canon).await?;
+    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
     if let Err(refusal) = krate.check_publish(&name, &vers, &cksum) {
         writer.discard().await;
         return Err(refusal_error(refusal));
@@ -151,7 +151,7 @@ async fn publish_inner(
         uploader: principal.login.clone(),
         token_id: Some(principal.token_id),
     };
-    let executed = execute(&state, &canon, &principal.login, |krate| {
+    let executed = execute(&state, &canon, Some(&vers), &principal.login, |krate| {
         check_permission(krate, &principal, &name)?;
         match krate.check_publish(&name, &vers, &cksum) {
             Ok(PublishCheck::Append { .. }) => Ok(Decision::Append(
@@ -308,11 +308,7 @@ async fn pending_upload_seq(
     vers: &str,
     cksum: &str,
 ) -> Result<Option<u64>, ApiError> {
-    let projected = state
-        .store()
-        .crate_state(canon)
-        .await?
-        .map_or(0, |(_, seq)| seq);
+    let projected = state.store().crate_last_seq(canon).await?.unwrap_or(0);
     let subject = depot_events::subject::krate(canon);
     let mut found = None;
     for stored in state.log().read_subject(&subject, projected).await? {

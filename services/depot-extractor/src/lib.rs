@@ -106,6 +106,18 @@ impl ExtractorConfig {
         }
     }
 
+    /// The longest an upload can take from its first delivery to its verdict while extractors
+    /// run: every attempt at its full check budget, the retry delays in between, and one ack wait
+    /// per attempt for a redelivery after a lost worker. A version pending for longer than this
+    /// is stuck (no extractor running, or a bug); `depot verify` reports it.
+    pub fn budget(&self) -> Duration {
+        let attempts = self.max_attempts.max(1);
+        let delays: Duration = (1..u64::from(attempts))
+            .map(|attempt| self.retry_delay(attempt))
+            .sum();
+        (self.check_timeout + self.ack_wait) * attempts + delays
+    }
+
     /// The delay before the attempt after `attempt` (1-based).
     fn retry_delay(&self, attempt: u64) -> Duration {
         let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -114,6 +126,29 @@ impl ExtractorConfig {
             .or(self.retry_delays.last())
             .copied()
             .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_covers_every_attempt_and_delay() {
+        let config = ExtractorConfig {
+            max_attempts: 3,
+            check_timeout: Duration::from_secs(100),
+            ack_wait: Duration::from_secs(10),
+            retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
+            ..ExtractorConfig::new(TarballLimits::default(), PublishLimits::default())
+        };
+        // 3 × (100 + 10) + 1 + 5
+        assert_eq!(config.budget(), Duration::from_secs(336));
+        let once = ExtractorConfig {
+            max_attempts: 1,
+            ..config
+        };
+        assert_eq!(once.budget(), Duration::from_secs(110));
     }
 }
 

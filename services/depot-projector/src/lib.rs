@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use depot_eventlog::{EventLog, Notifier, StoredEvent};
-use depot_events::{CrateState, DecodeError, Envelope, Event, Timestamp};
+use depot_events::{
+    CrateState, DecodeError, Envelope, Event, Timestamp, VersionStatus, version_of,
+};
 use depot_store::{CrateSave, ProjectionTx, Store, Target};
 use futures::StreamExt as _;
 
@@ -226,13 +228,22 @@ impl Projector {
         let mut tx = ProjectionTx::begin(&self.store, self.target).await?;
         let checkpoint = tx.checkpoint();
         let (batch, gap) = fold_order(events, envelopes, checkpoint)?;
-        // The crates the batch touches, loaded with one query.
-        let canons: BTreeSet<&str> = batch
-            .iter()
-            .filter_map(|(stored, _)| stored.subject.strip_prefix("crate."))
+        // The crates the batch touches, each with the uploads of the versions its events
+        // mention: all the aggregate needs to fold them, whatever the crates' histories.
+        let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (stored, envelope) in &batch {
+            if let Some(canon) = stored.subject.strip_prefix("crate.") {
+                let versions = wanted.entry(canon).or_default();
+                if let Some(vers) = version_of(&envelope.event) {
+                    versions.insert(vers);
+                }
+            }
+        }
+        let wanted: Vec<(&str, Vec<&str>)> = wanted
+            .into_iter()
+            .map(|(canon, versions)| (canon, versions.into_iter().collect()))
             .collect();
-        let canons: Vec<&str> = canons.into_iter().collect();
-        let mut states = tx.load_crates(&canons).await?;
+        let mut states = tx.load_crates(&wanted).await?;
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
         for (stored, envelope) in &batch {
             if let Some(canon) = stored.subject.strip_prefix("crate.") {
@@ -411,24 +422,33 @@ fn apply_crate_event(
             }
         }
         Event::VersionAccepted(outcome) => {
-            tx.accept(
-                canon,
-                &outcome.vers,
-                &outcome.cksum,
-                &outcome.entry,
-                &outcome.metadata,
-            );
+            // A verdict on an upload that is not pending (a second one) is ignored by the
+            // aggregate too.
+            let pending = work.state.live_version(&outcome.vers).is_some_and(|v| {
+                v.status == VersionStatus::Pending
+                    && v.vers == outcome.vers
+                    && v.cksum == outcome.cksum
+            });
+            if pending {
+                tx.accept(
+                    canon,
+                    &outcome.vers,
+                    &outcome.cksum,
+                    &outcome.entry,
+                    &outcome.metadata,
+                );
+            }
             work.index_changed = Some((seq, envelope.at));
         }
         Event::VersionRejected(outcome) => {
             tx.reject(canon, &outcome.vers, &outcome.cksum, &outcome.reasons);
         }
-        Event::VersionYanked(toggle) => {
-            tx.set_yanked(canon, &toggle.vers, true);
-            work.index_changed = Some((seq, envelope.at));
-        }
-        Event::VersionUnyanked(toggle) => {
-            tx.set_yanked(canon, &toggle.vers, false);
+        Event::VersionYanked(toggle) | Event::VersionUnyanked(toggle) => {
+            // Only accepted versions can be yanked (the aggregate ignores the rest too).
+            if work.state.accepted_version(&toggle.vers).is_some() {
+                let yanked = matches!(envelope.event, Event::VersionYanked(_));
+                tx.set_yanked(canon, &toggle.vers, yanked);
+            }
             work.index_changed = Some((seq, envelope.at));
         }
         Event::OwnersAdded(_) | Event::OwnersRemoved(_) => {}

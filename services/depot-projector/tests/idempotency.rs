@@ -252,9 +252,17 @@ async fn redelivery_and_batching(backend: Backend) {
     let bar = store_a.index_file("bar_baz").await.unwrap().unwrap();
     assert_eq!(bar.name, "Bar_Baz");
     assert_eq!(String::from_utf8(bar.body).unwrap().lines().count(), 1);
-    let (state, seq) = store_a.crate_state("foo").await.unwrap().unwrap();
-    assert_eq!(state.owners, vec!["alice", "bob"]);
+    let (state, seq) = store_a
+        .crate_aggregate("foo", &["1.0.0+build"])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.owners(), ["alice", "bob"]);
+    assert_eq!(state.head.live, 2);
     assert_eq!(seq, 13);
+    // Only the uploads of the version asked about (build metadata ignored) are loaded.
+    assert_eq!(state.versions.len(), 1, "{state:?}");
+    assert!(state.accepted_version("1.0.0").unwrap().yanked);
     assert!(store_a.token_by_hash("Bob-hash").await.unwrap().is_some());
     assert_eq!(store_a.user("BOB").await.unwrap().as_deref(), Some("Bob"));
     let (hits, total) = store_a.search("BAR-b", 10).await.unwrap();

@@ -6,15 +6,17 @@
 //! event SEQ; `verify` rebuilds a scratch generation and compares it with the live one, and
 //! checks every index line against its stored blob.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use depot_eventlog::EventLog;
+use depot_events::{Envelope, Event};
 use depot_projector::Projector;
 use depot_store::{BlobStore, IndexFileRow, Store, Target};
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -270,7 +272,46 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
         ));
     }
 
-    // 3. Orphans: stored blobs no upload refers to.
+    // 3. Uploads still waiting for a verdict past the extractor's whole budget: stuck.
+    let budget = settings
+        .extractor_config(&settings.public_url(settings.listen))
+        .budget();
+    let pending = store.pending_versions(live).await?;
+    let now = depot_events::Timestamp::now().unix_millis();
+    let stuck: Vec<_> = pending
+        .iter()
+        .filter(|v| {
+            let age = u64::try_from(now.saturating_sub(v.uploaded_at.unix_millis())).unwrap_or(0);
+            Duration::from_millis(age) > budget
+        })
+        .collect();
+    if stuck.is_empty() {
+        say(format!(
+            "pending uploads: {} (none older than the extractor's budget of {} s)",
+            pending.len(),
+            budget.as_secs()
+        ));
+    } else {
+        ok = false;
+        say(format!(
+            "pending uploads: {} of {} older than the extractor's budget of {} s (is an \
+             extractor running?)",
+            stuck.len(),
+            pending.len(),
+            budget.as_secs()
+        ));
+        for version in stuck {
+            say(format!(
+                "  {} {}: uploaded at {} (event {}), still pending",
+                version.name,
+                version.vers,
+                version.uploaded_at.to_pubtime(),
+                version.upload_seq
+            ));
+        }
+    }
+
+    // 4. Orphans: stored blobs no upload refers to.
     let orphans = orphan_blobs(&store, &blobs, live).await?;
     if orphans.is_empty() {
         say("orphan blobs: none");
@@ -301,28 +342,106 @@ async fn orphan_blobs(
         .collect())
 }
 
-/// `depot gc`: deletes orphan blobs older than `min_age` (younger ones may belong to an upload
-/// whose event is not projected yet).
-pub(crate) async fn gc(settings: &Settings, min_age: Duration) -> anyhow::Result<()> {
+/// Every blob key an event refers to, as of now: the uploads folded into generation `gen_`
+/// ([`Store::referenced_blobs`]) plus those of the events the projector has not folded yet.
+async fn referenced_blobs(
+    store: &Store,
+    log: &dyn EventLog,
+    gen_: u64,
+) -> anyhow::Result<BTreeSet<String>> {
+    // The checkpoint first: whatever the projector folds meanwhile is read from the log.
+    let checkpoint = store.checkpoint(gen_).await?;
+    let mut referenced = store.referenced_blobs(gen_).await?;
+    let head = log.head().await?;
+    if head > checkpoint {
+        let mut events = log.read_from(checkpoint + 1).await?;
+        while let Some(stored) = events.next().await {
+            let stored = stored?;
+            let envelope = Envelope::decode(&stored.payload)
+                .with_context(|| format!("decoding event {}", stored.seq))?;
+            match &envelope.event {
+                Event::VersionUploaded(upload) => {
+                    referenced.insert(upload.blob.clone());
+                    referenced.extend(upload.metadata_blob.clone());
+                }
+                Event::VersionAccepted(accepted) => {
+                    referenced.extend(accepted.metadata.readme_blob.clone());
+                }
+                _ => {}
+            }
+            if stored.seq >= head {
+                break;
+            }
+        }
+    }
+    Ok(referenced)
+}
+
+/// Whether a file written at `modified` is still within the grace period.
+fn within_grace(modified: SystemTime, grace: Duration) -> bool {
+    // A time in the future (a clock step) counts as recent.
+    SystemTime::now()
+        .duration_since(modified)
+        .map_or(true, |age| age < grace)
+}
+
+/// `depot gc`: deletes blobs that no event refers to and that were written more than `grace`
+/// ago (a younger one may belong to an upload about to append its event).
+///
+/// Each candidate is first moved aside ([`BlobStore::quarantine`]), so an upload storing the
+/// same content again from then on writes a new file; then both conditions are checked again
+/// (the moved file's age, and every reference in the read models and the log) and the blob is
+/// deleted or put back. Blobs a previous, interrupted run left moved aside are put back first.
+/// The references are read again for each candidate: orphans are few (losers of publish races).
+pub(crate) async fn gc(settings: &Settings, grace: Duration) -> anyhow::Result<()> {
     let LogBackend { log, .. } = open_log(settings).await?;
     let store = open_store(settings, 2).await?;
     let blobs = open_blobs(settings).await?;
-    let live = store.active_generation().await?;
-    if store.checkpoint(live).await? < log.head().await? {
-        say("note: the projector is behind the log; blobs of unprojected uploads are kept by age");
+    let restored = blobs.restore_quarantined().await?;
+    if restored > 0 {
+        say(format!(
+            "gc: put back {restored} blobs an interrupted gc had moved aside"
+        ));
     }
-    let now = SystemTime::now();
-    let mut removed = 0;
-    let mut freed = 0;
-    for (key, size, modified) in orphan_blobs(&store, &blobs, live).await? {
-        if now.duration_since(modified).unwrap_or_default() >= min_age {
-            blobs.remove(&key).await?;
+    let live = store.active_generation().await?;
+    let referenced = referenced_blobs(&store, log.as_ref(), live).await?;
+    let candidates: Vec<(String, u64)> = blobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|(key, _, modified)| !referenced.contains(key) && !within_grace(*modified, grace))
+        .map(|(key, size, _)| (key, size))
+        .collect();
+    let (mut removed, mut freed, mut kept) = (0_u64, 0_u64, 0_u64);
+    for (key, size) in candidates {
+        let Some(aside) = blobs.quarantine(&key).await? else {
+            continue;
+        };
+        let keep = match aside.modified().await {
+            Ok(modified) if within_grace(modified, grace) => true,
+            Ok(_) => {
+                let live = store.active_generation().await?;
+                referenced_blobs(&store, log.as_ref(), live)
+                    .await?
+                    .contains(&key)
+            }
+            Err(e) => {
+                aside.restore().await?;
+                return Err(e.into());
+            }
+        };
+        if keep {
+            aside.restore().await?;
+            kept += 1;
+        } else {
+            aside.delete().await?;
             removed += 1;
             freed += size;
         }
     }
     say(format!(
-        "gc: removed {removed} orphan blobs ({freed} bytes)"
+        "gc: removed {removed} orphan blobs ({freed} bytes); kept {kept} that were stored or \
+         referenced again meanwhile"
     ));
     Ok(())
 }

@@ -295,6 +295,27 @@ pub(crate) struct Settings {
     pub command_burst: NonZeroU32,
 }
 
+/// Settings of `depot gc`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GcSettings {
+    /// Keep unreferenced blobs written less than this many seconds ago: an upload stores its
+    /// blob before it appends its event.
+    #[arg(
+        long = "grace",
+        alias = "min-age-secs",
+        env = "DEPOT_GC_GRACE_SECS",
+        default_value_t = 3600
+    )]
+    pub(crate) grace_secs: u64,
+}
+
+impl GcSettings {
+    /// The grace period.
+    pub(crate) fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.grace_secs)
+    }
+}
+
 /// The unpacked cap when none is configured: at least this many bytes …
 const DEFAULT_MAX_UNPACKED_SIZE: u64 = 512 * 1024 * 1024;
 

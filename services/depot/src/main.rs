@@ -9,7 +9,7 @@ mod roles;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::Settings;
+use crate::config::{GcSettings, Settings};
 
 /// Depot, a self-hosted Cargo registry.
 #[derive(Debug, Parser)]
@@ -48,11 +48,10 @@ enum Command {
     /// Compare the live read models with a fresh replay, and every index line with its stored
     /// .crate; list orphan blobs. Exits non-zero on any mismatch.
     Verify,
-    /// Delete stored blobs that no upload refers to.
+    /// Delete stored blobs that no event refers to and that are older than the grace period.
     Gc {
-        /// Keep orphans younger than this many seconds (they may belong to an upload in flight).
-        #[arg(long, default_value_t = 3600)]
-        min_age_secs: u64,
+        #[command(flatten)]
+        gc: GcSettings,
     },
     /// Manage API tokens.
     Token {
@@ -145,9 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("verification failed")
             }
         }
-        Command::Gc { min_age_secs } => {
-            admin::gc(&settings, std::time::Duration::from_secs(min_age_secs)).await
-        }
+        Command::Gc { gc } => admin::gc(&settings, gc.grace()).await,
         Command::Token { command } => match command {
             TokenCommand::Create {
                 user,

@@ -2,14 +2,14 @@
 //!
 //! PostgreSQL binds one array per column and reads the rows back with `UNNEST` (one bind per
 //! column, so no bind-parameter limit, and one prepared statement whatever the row count).
-//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`
-//! (bytes travel as hex). Both produce the same stored values as the one-row statements did.
+//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`.
+//! Both produce the same stored values as the one-row statements did.
 
 use serde::Serialize;
 use sqlx::postgres::PgBindIterExt as _;
 
 use crate::StoreError;
-use crate::db::Tx;
+use crate::db::{Tx, on_tx};
 
 /// A `versions` row of an upload folded in this batch.
 #[derive(Debug, Serialize)]
@@ -18,12 +18,14 @@ pub(super) struct VersionRow {
     pub(super) upload_seq: i64,
     pub(super) name: String,
     pub(super) vers: String,
+    pub(super) vers_base: String,
     pub(super) cksum: String,
     pub(super) size: i64,
     pub(super) blob: String,
     pub(super) uploader: String,
     pub(super) status: &'static str,
     pub(super) yanked: bool,
+    pub(super) yanked_line: Option<String>,
     pub(super) entry: Option<String>,
     pub(super) metadata: Option<String>,
     pub(super) reasons: Option<String>,
@@ -32,13 +34,11 @@ pub(super) struct VersionRow {
     pub(super) readme_blob: Option<String>,
 }
 
-/// An `index_files` row.
+/// An `index_files` row (the file's lines are the accepted `versions` rows).
 #[derive(Debug, Serialize)]
 pub(super) struct IndexFileRow {
     pub(super) canon: String,
     pub(super) name: String,
-    #[serde(serialize_with = "as_hex")]
-    pub(super) body: Vec<u8>,
     pub(super) etag: String,
     pub(super) last_modified: i64,
     pub(super) last_seq: i64,
@@ -57,12 +57,12 @@ pub(super) struct CrateRow {
     pub(super) updated_at: i64,
 }
 
-/// The upsert clause of `index_files`, for `concat!`.
+/// The upsert clause of `index_files`, for `concat!` (a crate's spelling never changes once a
+/// version is accepted).
 macro_rules! index_files_on_conflict {
     () => {
-        " ON CONFLICT (gen, canon) DO UPDATE SET name = EXCLUDED.name, body = EXCLUDED.body, \
-         etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified, \
-         last_seq = EXCLUDED.last_seq"
+        " ON CONFLICT (gen, canon) DO UPDATE SET etag = EXCLUDED.etag, \
+         last_modified = EXCLUDED.last_modified, last_seq = EXCLUDED.last_seq"
     };
 }
 
@@ -76,73 +76,151 @@ macro_rules! crates_on_conflict {
     };
 }
 
-fn as_hex<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&hex::encode(bytes))
-}
-
 /// SQLite's parameter: the rows as one JSON array.
 fn json_rows<T: Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("projection rows always serialize")
 }
 
-/// `(canon, state)` of the crates among `canons` that have a row.
-pub(super) async fn crate_states(
-    tx: &mut Tx,
-    gen_: i64,
-    canons: &[&str],
-) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(match tx {
-        Tx::Pg(tx) => {
-            sqlx::query_as("SELECT canon, state FROM crates WHERE gen = $1 AND canon = ANY($2)")
-                .bind(gen_)
-                .bind(canons)
-                .fetch_all(&mut **tx)
-                .await?
-        }
-        Tx::Sqlite(tx) => {
-            sqlx::query_as(
-                "SELECT canon, state FROM crates \
-                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2))",
-            )
-            .bind(gen_)
-            .bind(json_rows(canons))
-            .fetch_all(&mut **tx)
-            .await?
-        }
-    })
+/// A crate's row as a batch loads it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct HeadRow {
+    pub(super) canon: String,
+    /// The aggregate's head (JSON).
+    pub(super) state: String,
+    pub(super) max_version: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) keywords: String,
+    /// Whether the version shown in search is yanked (`None` if it has no accepted row).
+    pub(super) best_yanked: Option<bool>,
 }
 
-/// `(canon, upload_seq, entry, yanked)` of the accepted versions of `canons`, each crate's in
-/// upload order.
-pub(super) async fn accepted_versions(
+/// The columns of [`HeadRow`], for `concat!`.
+macro_rules! head_columns {
+    () => {
+        "SELECT c.canon, c.state, c.max_version, c.description, c.keywords, \
+         (SELECT v.yanked FROM versions v WHERE v.gen = c.gen AND v.canon = c.canon \
+         AND v.vers = c.max_version AND v.status = 'accepted') AS best_yanked FROM crates c "
+    };
+}
+
+/// The rows of the crates among `canons` that have one.
+pub(super) async fn crate_heads(
     tx: &mut Tx,
     gen_: i64,
     canons: &[&str],
-) -> Result<Vec<(String, i64, String, bool)>, StoreError> {
+) -> Result<Vec<HeadRow>, StoreError> {
     Ok(match tx {
         Tx::Pg(tx) => {
-            sqlx::query_as(
-                "SELECT canon, upload_seq, entry, yanked FROM versions \
-                 WHERE gen = $1 AND canon = ANY($2) AND status = 'accepted' \
-                 ORDER BY canon, upload_seq",
-            )
+            sqlx::query_as(concat!(
+                head_columns!(),
+                "WHERE c.gen = $1 AND c.canon = ANY($2)"
+            ))
             .bind(gen_)
             .bind(canons)
             .fetch_all(&mut **tx)
             .await?
         }
         Tx::Sqlite(tx) => {
-            sqlx::query_as(
-                "SELECT canon, upload_seq, entry, yanked FROM versions \
-                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2)) \
-                 AND status = 'accepted' ORDER BY canon, upload_seq",
-            )
+            sqlx::query_as(concat!(
+                head_columns!(),
+                "WHERE c.gen = $1 AND c.canon IN (SELECT value FROM json_each($2))"
+            ))
             .bind(gen_)
             .bind(json_rows(canons))
             .fetch_all(&mut **tx)
             .await?
         }
     })
+}
+
+/// An upload as the aggregate needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct LoadedVersion {
+    pub(super) canon: String,
+    pub(super) upload_seq: i64,
+    pub(super) vers: String,
+    pub(super) cksum: String,
+    pub(super) status: String,
+    pub(super) yanked: bool,
+    pub(super) uploader: String,
+}
+
+/// The uploads of the `(canon, version without build metadata)` pairs, each crate's in upload
+/// order. They are found through `versions_base_idx` and sorted here: an `ORDER BY` would lead
+/// SQLite to walk the primary key, over every upload of the crate.
+pub(super) async fn versions_of(
+    tx: &mut Tx,
+    gen_: i64,
+    wanted: &[(&str, &str)],
+) -> Result<Vec<LoadedVersion>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<LoadedVersion> = match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                 WHERE gen = $1 AND (canon, vers_base) IN \
+                 (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+            )
+            .bind(gen_)
+            .bind(wanted.iter().map(|(canon, _)| *canon).bind_iter())
+            .bind(wanted.iter().map(|(_, base)| *base).bind_iter())
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, vers, cksum, status, yanked, uploader FROM versions \
+                 WHERE gen = $1 AND (canon, vers_base) IN \
+                 (SELECT value->>0, value->>1 FROM json_each($2))",
+            )
+            .bind(gen_)
+            .bind(json_rows(wanted))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    rows.sort_by(|a, b| (&a.canon, a.upload_seq).cmp(&(&b.canon, b.upload_seq)));
+    Ok(rows)
+}
+
+/// `(upload_seq, vers, yanked)` of the accepted versions of `canon`, in upload order.
+pub(super) async fn accepted_versions(
+    tx: &mut Tx,
+    gen_: i64,
+    canon: &str,
+) -> Result<Vec<(i64, String, bool)>, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(
+            "SELECT upload_seq, vers, yanked FROM versions \
+             WHERE gen = $1 AND canon = $2 AND status = 'accepted' ORDER BY upload_seq",
+        )
+        .bind(gen_)
+        .bind(canon)
+        .fetch_all(conn)
+        .await?
+    }))
+}
+
+/// The upload sequence of the accepted `vers` of `canon`.
+pub(super) async fn accepted_upload_seq(
+    tx: &mut Tx,
+    gen_: i64,
+    canon: &str,
+    vers: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "SELECT upload_seq FROM versions \
+             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
+        )
+        .bind(gen_)
+        .bind(canon)
+        .bind(vers)
+        .fetch_optional(conn)
+        .await?
+    }))
 }
 
 /// `(canon, metadata)` of the versions `(canon, upload_seq)`.
@@ -193,10 +271,11 @@ pub(super) async fn insert_versions(
             sqlx::query(
                 "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
                  uploader, status, yanked, entry, metadata, reasons, uploaded_at, \
-                 metadata_blob, readme_blob) \
+                 metadata_blob, readme_blob, vers_base, yanked_line) \
                  SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], \
                  $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::boolean[], \
-                 $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::text[]) \
+                 $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::text[], \
+                 $18::text[], $19::text[]) \
                  ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
             )
             .bind(gen_)
@@ -216,6 +295,8 @@ pub(super) async fn insert_versions(
             .bind(rows.iter().map(|r| r.uploaded_at).bind_iter())
             .bind(rows.iter().map(|r| r.metadata_blob.as_deref()).bind_iter())
             .bind(rows.iter().map(|r| r.readme_blob.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.vers_base.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.yanked_line.as_deref()).bind_iter())
             .execute(&mut **tx)
             .await?;
         }
@@ -223,12 +304,13 @@ pub(super) async fn insert_versions(
             sqlx::query(
                 "INSERT INTO versions (gen, canon, upload_seq, name, vers, cksum, size, blob, \
                  uploader, status, yanked, entry, metadata, reasons, uploaded_at, \
-                 metadata_blob, readme_blob) \
+                 metadata_blob, readme_blob, vers_base, yanked_line) \
                  SELECT $1, value->>'canon', value->>'upload_seq', value->>'name', \
                  value->>'vers', value->>'cksum', value->>'size', value->>'blob', \
                  value->>'uploader', value->>'status', value->>'yanked', value->>'entry', \
                  value->>'metadata', value->>'reasons', value->>'uploaded_at', \
-                 value->>'metadata_blob', value->>'readme_blob' \
+                 value->>'metadata_blob', value->>'readme_blob', \
+                 value->>'vers_base', value->>'yanked_line' \
                  FROM json_each($2) WHERE true \
                  ON CONFLICT (gen, canon, upload_seq) DO NOTHING",
             )
@@ -253,15 +335,14 @@ pub(super) async fn upsert_index_files(
     match tx {
         Tx::Pg(tx) => {
             sqlx::query(concat!(
-                "INSERT INTO index_files (gen, canon, name, body, etag, last_modified, last_seq) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bytea[], $5::text[], \
-                 $6::bigint[], $7::bigint[])",
+                "INSERT INTO index_files (gen, canon, name, etag, last_modified, last_seq) \
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], \
+                 $6::bigint[])",
                 index_files_on_conflict!()
             ))
             .bind(gen_)
             .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
             .bind(rows.iter().map(|r| r.name.as_str()).bind_iter())
-            .bind(rows.iter().map(|r| r.body.as_slice()).bind_iter())
             .bind(rows.iter().map(|r| r.etag.as_str()).bind_iter())
             .bind(rows.iter().map(|r| r.last_modified).bind_iter())
             .bind(rows.iter().map(|r| r.last_seq).bind_iter())
@@ -270,45 +351,14 @@ pub(super) async fn upsert_index_files(
         }
         Tx::Sqlite(tx) => {
             sqlx::query(concat!(
-                "INSERT INTO index_files (gen, canon, name, body, etag, last_modified, last_seq) \
-                 SELECT $1, value->>'canon', value->>'name', unhex(value->>'body'), \
+                "INSERT INTO index_files (gen, canon, name, etag, last_modified, last_seq) \
+                 SELECT $1, value->>'canon', value->>'name', \
                  value->>'etag', value->>'last_modified', value->>'last_seq' \
                  FROM json_each($2) WHERE true",
                 index_files_on_conflict!()
             ))
             .bind(gen_)
             .bind(json_rows(rows))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes the `index_files` rows of `canons`.
-pub(super) async fn delete_index_files(
-    tx: &mut Tx,
-    gen_: i64,
-    canons: &[&str],
-) -> Result<(), StoreError> {
-    if canons.is_empty() {
-        return Ok(());
-    }
-    match tx {
-        Tx::Pg(tx) => {
-            sqlx::query("DELETE FROM index_files WHERE gen = $1 AND canon = ANY($2)")
-                .bind(gen_)
-                .bind(canons)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx) => {
-            sqlx::query(
-                "DELETE FROM index_files \
-                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2))",
-            )
-            .bind(gen_)
-            .bind(json_rows(canons))
             .execute(&mut **tx)
             .await?;
         }

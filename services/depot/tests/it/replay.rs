@@ -335,7 +335,146 @@ async fn killed_during_a_burst_loses_no_acknowledged_publish(setup: Setup) {
     assert_eq!(status, 200, "{json}");
 }
 
+/// Writes `content` as a stored blob last modified at `modified`; returns its key.
+fn put_blob(root: &std::path::Path, content: &[u8], modified: std::time::SystemTime) -> String {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(content));
+    let dir = root.join("sha256").join(&hex[..2]).join(&hex[2..4]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(&hex);
+    std::fs::write(&path, content).unwrap();
+    set_modified(&path, modified);
+    format!("sha256/{hex}")
+}
+
+fn set_modified(path: &std::path::Path, modified: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+}
+
+/// The keys of every stored blob.
+fn stored_blobs(root: &std::path::Path) -> Vec<String> {
+    let mut keys = Vec::new();
+    for first in std::fs::read_dir(root.join("sha256")).unwrap() {
+        for second in std::fs::read_dir(first.unwrap().path()).unwrap() {
+            for file in std::fs::read_dir(second.unwrap().path()).unwrap() {
+                let name = file.unwrap().file_name();
+                keys.push(format!("sha256/{}", name.to_str().unwrap()));
+            }
+        }
+    }
+    keys
+}
+
+fn blob_exists(root: &std::path::Path, key: &str) -> bool {
+    let hex = key.strip_prefix("sha256/").unwrap();
+    root.join("sha256")
+        .join(&hex[..2])
+        .join(&hex[2..4])
+        .join(hex)
+        .exists()
+}
+
+/// `depot gc` deletes only blobs that no event refers to and that are older than the grace
+/// period: not the blob of an accepted version, not the blob of an upload the projector has
+/// not folded yet, not a recently stored one; and it puts back what an interrupted run left
+/// moved aside.
+async fn gc_never_deletes_a_referenced_or_recent_blob(setup: Setup) {
+    use std::time::{Duration, SystemTime};
+    let mut depot = TestDepot::start_on(setup, &[]).await;
+    let token = depot.token("alice").await;
+    let (status, json) = depot
+        .publish_raw(
+            &token,
+            publish_body(
+                &metadata("kept", "1.0.0"),
+                &crate_bytes("kept", "1.0.0", ""),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{json}");
+    let root = depot.data_dir().join("blobs");
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    // The accepted version's blob, made old: kept because its upload refers to it.
+    let accepted = stored_blobs(&root);
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    let accepted = accepted[0].clone();
+    let hex = accepted.trim_start_matches("sha256/");
+    set_modified(
+        &root
+            .join("sha256")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(hex),
+        old,
+    );
+    let old_orphan = put_blob(&root, b"an old orphan", old);
+    let new_orphan = put_blob(&root, b"a recent orphan", SystemTime::now());
+    // An upload appended while the projector is not running: only the log refers to its blob.
+    depot.kill();
+    let pending = put_blob(&root, b"an upload not projected yet", old);
+    depot
+        .append_crate_event(
+            "pending",
+            depot_events::Event::VersionUploaded(depot_events::VersionUploaded {
+                name: "pending".into(),
+                vers: "1.0.0".into(),
+                cksum: pending.trim_start_matches("sha256/").into(),
+                size: 27,
+                blob: pending.clone(),
+                metadata: serde_json::json!({}),
+                metadata_blob: None,
+                uploader: "alice".into(),
+                token_id: None,
+            }),
+        )
+        .await;
+    // What an interrupted gc left moved aside is put back first (and kept: it is recent).
+    let interrupted = put_blob(
+        &root,
+        b"moved aside by an interrupted gc",
+        SystemTime::now(),
+    );
+    let interrupted_hex = interrupted.trim_start_matches("sha256/");
+    std::fs::create_dir_all(root.join("gc")).unwrap();
+    std::fs::rename(
+        root.join("sha256")
+            .join(&interrupted_hex[..2])
+            .join(&interrupted_hex[2..4])
+            .join(interrupted_hex),
+        root.join("gc").join(interrupted_hex),
+    )
+    .unwrap();
+
+    let (ok, stdout, stderr) = depot.depot(&["gc"]);
+    assert!(ok, "gc failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("put back 1 blobs"), "{stdout}");
+    assert!(stdout.contains("removed 1 orphan blobs"), "{stdout}");
+    assert!(blob_exists(&root, &accepted), "the accepted version's blob");
+    assert!(blob_exists(&root, &pending), "the pending upload's blob");
+    assert!(blob_exists(&root, &new_orphan), "the recent orphan");
+    assert!(blob_exists(&root, &interrupted), "the blob put back");
+    assert!(!blob_exists(&root, &old_orphan), "the old orphan");
+
+    // With no grace (flag or environment), the recent orphans go too; referenced blobs stay.
+    let (ok, stdout, stderr) = depot.depot(&["gc", "--grace", "0"]);
+    assert!(ok, "gc --grace 0 failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("removed 2 orphan blobs"), "{stdout}");
+    assert!(blob_exists(&root, &accepted) && blob_exists(&root, &pending));
+    assert!(!blob_exists(&root, &new_orphan) && !blob_exists(&root, &interrupted));
+
+    // The registry still serves and verifies after a restart (the pending upload is checked).
+    depot.restart().await;
+    let (status, body) = depot.index_file("kept").await;
+    assert_eq!(status, 200, "{body}");
+}
+
 on_both_setups!(
+    gc_never_deletes_a_referenced_or_recent_blob,
     replay_is_byte_identical_and_verified,
     restart_serves_the_same_index_and_accepts_publishes,
     killed_during_a_burst_loses_no_acknowledged_publish,

@@ -311,6 +311,24 @@ impl TestDepot {
         out
     }
 
+    /// Appends `event` to the crate `canon`'s subject directly (as if the api had, without
+    /// the projector having folded it yet when the server is stopped).
+    pub(crate) async fn append_crate_event(&self, name: &str, event: depot_events::Event) {
+        let canon = depot_index::CrateName::parse(name)
+            .expect("a valid crate name")
+            .canonical();
+        let envelope = depot_events::Envelope::new("alice", event);
+        self.log
+            .append(
+                &depot_events::subject::krate(&canon),
+                depot_eventlog::Expected::Any,
+                &envelope.id.to_string(),
+                bytes::Bytes::from(envelope.encode()),
+            )
+            .await
+            .expect("append an event");
+    }
+
     /// The last sequence of the event log.
     pub(crate) async fn log_head(&self) -> u64 {
         self.log.head().await.expect("log head")
