@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes};
 use depot_cratefile::{
     Frame, FramingError, FramingLimits, PublishFraming, PublishMetadata, ValidatedPublish,
@@ -39,7 +40,25 @@ enum Published {
 }
 
 /// `PUT /api/v1/crates/new`: publishes, and counts the outcome in `depot_publish_total`.
-pub(crate) async fn publish(
+///
+/// An error may be answered before the client has sent the whole body (a refused token, a
+/// declared size over the limit, a full disk); the connection cannot be reused then, so every
+/// error says `Connection: close` and the client opens a new one rather than sending its next
+/// request into a connection the server is closing.
+pub(crate) async fn publish(state: State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match publish_counted(state, headers, body).await {
+        Ok(json) => json.into_response(),
+        Err(error) => {
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn publish_counted(
     state: State<AppState>,
     headers: HeaderMap,
     body: Body,

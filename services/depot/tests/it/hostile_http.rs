@@ -447,10 +447,13 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         "per_page=99999999999",
         "per_page=1&per_page=2",
         "per_page=%FF",
+        // Past DEPOT_MAX_SEARCH_QUERY_BYTES (256 by default).
+        &format!("q={}", "a".repeat(4000)),
     ] {
         let response = raw(&depot, "GET", &format!("/api/v1/crates?{query}"), &[], b"").await;
+        let short: String = query.chars().take(20).collect();
         baseline
-            .refused(&depot, &format!("search ?{query}"), &response, 400)
+            .refused(&depot, &format!("search ?{short}"), &response, 400)
             .await;
     }
     // Odd but harmless queries are answered.
@@ -458,7 +461,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         "q=%FF",
         "q=a*b%3E",
         "q=..",
-        &format!("q={}", "a".repeat(4000)),
+        &format!("q={}", "a".repeat(256)),
         "unknown=1",
     ] {
         let response = raw(&depot, "GET", &format!("/api/v1/crates?{query}"), &[], b"").await;
@@ -588,8 +591,71 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
     }
 }
 
+/// A publish refused before its body was read closes its connection and says so, so a client
+/// with a connection pool (reqwest, cargo's curl) does not send its next request into it.
+async fn an_early_publish_error_closes_its_connection(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
+    let alice = depot.token("alice").await;
+    let krate = vec![0x5a; 3 << 20];
+    let refusals: [(&str, Vec<u8>, u16); 2] = [
+        (
+            "an unknown token",
+            publish_body(&metadata("early", "1.0.0"), &krate),
+            403,
+        ),
+        (
+            "a declared crate over the limit",
+            {
+                let mut body = publish_body(&metadata("early", "1.0.0"), &[]);
+                let at = body.len() - 4;
+                body[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+                body.extend_from_slice(&krate);
+                body
+            },
+            413,
+        ),
+    ];
+    for (what, body, status) in refusals {
+        let token = if status == 403 {
+            "not-a-token"
+        } else {
+            alice.as_str()
+        };
+        for _ in 0..3 {
+            let response = depot
+                .http
+                .put(format!("{}/api/v1/crates/new", depot.url))
+                .header("Authorization", token)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(response.status().as_u16(), status, "{what}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get("connection")
+                    .map(|v| v.to_str().unwrap()),
+                Some("close"),
+                "{what}"
+            );
+            let json: Value = response.json().await.unwrap();
+            assert!(!details(&json).is_empty(), "{what}: {json}");
+            // The same client goes on working.
+            let health = depot
+                .http
+                .get(format!("{}/health", depot.url))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("after {what}: {e}"));
+            assert_eq!(health.status().as_u16(), 200);
+        }
+    }
+}
+
 on_both_setups!(
     hostile_names_and_versions_in_every_path,
     hostile_publish_bodies,
     hostile_headers_queries_methods_and_routes,
+    an_early_publish_error_closes_its_connection,
 );
