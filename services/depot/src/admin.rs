@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use depot_eventlog::EventLog;
 use depot_events::{Envelope, Event};
 use depot_projector::Projector;
-use depot_store::{BlobStore, IndexFileRow, Store, Target};
+use depot_store::{BlobStore, IndexFileRow, PendingVersion, Store, Target};
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -277,14 +277,7 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
         .extractor_config(&settings.public_url(settings.listen))
         .budget();
     let pending = store.pending_versions(live).await?;
-    let now = depot_events::Timestamp::now().unix_millis();
-    let stuck: Vec<_> = pending
-        .iter()
-        .filter(|v| {
-            let age = u64::try_from(now.saturating_sub(v.uploaded_at.unix_millis())).unwrap_or(0);
-            Duration::from_millis(age) > budget
-        })
-        .collect();
+    let stuck = stuck_uploads(&pending, depot_events::Timestamp::now(), budget);
     if stuck.is_empty() {
         say(format!(
             "pending uploads: {} (none older than the extractor's budget of {} s)",
@@ -326,6 +319,23 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     }
     say(if ok { "verify: OK" } else { "verify: FAILED" });
     Ok(ok)
+}
+
+/// The uploads pending for longer than `budget` at `now`.
+fn stuck_uploads(
+    pending: &[PendingVersion],
+    now: depot_events::Timestamp,
+    budget: Duration,
+) -> Vec<&PendingVersion> {
+    pending
+        .iter()
+        .filter(|v| {
+            let age = now
+                .unix_millis()
+                .saturating_sub(v.uploaded_at.unix_millis());
+            Duration::from_millis(u64::try_from(age).unwrap_or(0)) > budget
+        })
+        .collect()
 }
 
 async fn orphan_blobs(
@@ -444,4 +454,34 @@ pub(crate) async fn gc(settings: &Settings, grace: Duration) -> anyhow::Result<(
          referenced again meanwhile"
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use depot_events::Timestamp;
+
+    #[test]
+    fn only_uploads_older_than_the_budget_are_stuck() {
+        let pending = |vers: &str, at: i64| PendingVersion {
+            name: "a".into(),
+            vers: vers.into(),
+            upload_seq: 1,
+            uploaded_at: Timestamp::from_unix_millis(at),
+        };
+        let uploads = [
+            pending("1.0.0", 0),
+            pending("1.0.1", 40_000),
+            pending("1.0.2", 100_000),
+        ];
+        let now = Timestamp::from_unix_millis(100_000);
+        let stuck = stuck_uploads(&uploads, now, Duration::from_secs(30));
+        assert_eq!(
+            stuck.iter().map(|v| v.vers.as_str()).collect::<Vec<_>>(),
+            ["1.0.0", "1.0.1"]
+        );
+        // A clock that went backwards makes nothing stuck.
+        let earlier = Timestamp::from_unix_millis(0);
+        assert!(stuck_uploads(&uploads, earlier, Duration::ZERO).is_empty());
+    }
 }
