@@ -1,7 +1,8 @@
 //! Poison uploads: `.crate` files built to crash or wedge whatever reads them (a `cfg(…)`
-//! target or TOML nested 100,000 deep, data after the gzip stream, duplicate or case-colliding
-//! paths). Each is rejected with a clear message, the registry keeps serving, a restart (which
-//! replays the durable queue) does not bring the poison back, and the version stays free.
+//! target or TOML nested 100,000 deep, huge manifest fields, data after the gzip stream,
+//! duplicate or case-colliding paths). Each is rejected with a clear message, the registry keeps
+//! serving, a restart (which replays the durable queue) does not bring the poison back, and the
+//! version stays free.
 
 use depot_cratefile::TarballBuilder;
 
@@ -62,7 +63,37 @@ fn poison_crates() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut trailing = crate_bytes("trailing", "1.0.0", "");
     trailing.extend_from_slice(&crate_bytes("trailing", "1.0.0", "second member"));
     let toml = |name: &str| manifest(name, "1.0.0", "");
+    // Fields far past what publish metadata may carry, inside the manifest cap.
+    let huge_field = manifest(
+        "hugefield",
+        "1.0.0",
+        &format!(
+            "homepage = \"https://example.com/{}\"\n",
+            "a".repeat(200_000)
+        ),
+    );
+    let many_keywords = manifest(
+        "manykeywords",
+        "1.0.0",
+        &format!(
+            "keywords = [{}]\n",
+            (0..10_000)
+                .map(|i| format!("\"k{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
     vec![
+        (
+            "hugefield",
+            crate_with_manifest("hugefield", "1.0.0", &huge_field, ""),
+            "`Cargo.toml` exceeds a limit",
+        ),
+        (
+            "manykeywords",
+            crate_with_manifest("manykeywords", "1.0.0", &many_keywords, ""),
+            "`Cargo.toml` exceeds a limit",
+        ),
         (
             "deepcfg",
             crate_with_manifest("deepcfg", "1.0.0", &deep_cfg, ""),
