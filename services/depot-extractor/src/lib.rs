@@ -129,29 +129,6 @@ impl ExtractorConfig {
     }
 }
 
-#[cfg(test)]
-mod budget_tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_covers_every_attempt_and_delay() {
-        let config = ExtractorConfig {
-            max_attempts: 3,
-            check_timeout: Duration::from_secs(100),
-            ack_wait: Duration::from_secs(10),
-            retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
-            ..ExtractorConfig::new(TarballLimits::default(), PublishLimits::default())
-        };
-        // 3 × (100 + 10) + 1 + 5
-        assert_eq!(config.budget(), Duration::from_secs(336));
-        let once = ExtractorConfig {
-            max_attempts: 1,
-            ..config
-        };
-        assert_eq!(once.budget(), Duration::from_secs(110));
-    }
-}
-
 /// Decides on one upload whose stored file reads from `file`: the extractor's checking step,
 /// replaceable in tests (e.g. by one that panics or hangs).
 pub trait Checker: Send + Sync + fmt::Debug + 'static {
@@ -768,5 +745,28 @@ fn tarball_code(error: &TarballError) -> &'static str {
         TarballError::DuplicatePath(_) => "duplicate_path",
         TarballError::CaseCollision { .. } => "case_collision",
         TarballError::InvalidTarget(_) => "invalid_target",
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_covers_every_attempt_and_delay() {
+        let config = ExtractorConfig {
+            max_attempts: 3,
+            check_timeout: Duration::from_secs(100),
+            ack_wait: Duration::from_secs(10),
+            retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
+            ..ExtractorConfig::new(TarballLimits::default(), PublishLimits::default())
+        };
+        // 3 × (100 + 10) + 1 + 5
+        assert_eq!(config.budget(), Duration::from_secs(336));
+        let once = ExtractorConfig {
+            max_attempts: 1,
+            ..config
+        };
+        assert_eq!(once.budget(), Duration::from_secs(110));
     }
 }
