@@ -39,16 +39,34 @@ enum Published {
     AlreadyPending,
 }
 
+/// How much of a refused publish body is read and dropped before answering, so the client
+/// finishes sending and reads the error instead of having its upload reset mid-write.
+const MAX_DRAIN_BYTES: u64 = 16 << 20;
+
 /// `PUT /api/v1/crates/new`: publishes, and counts the outcome in `depot_publish_total`.
 ///
-/// An error may be answered before the client has sent the whole body (a refused token, a
-/// declared size over the limit, a full disk); the connection cannot be reused then, so every
-/// error says `Connection: close` and the client opens a new one rather than sending its next
-/// request into a connection the server is closing.
-pub(crate) async fn publish(state: State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match publish_counted(state, headers, body).await {
+/// An error may be decided before the client has sent the whole body (a refused token, a
+/// declared size over the limit, a full disk). The rest of the body is then read and dropped, up
+/// to [`MAX_DRAIN_BYTES`], and the error says `Connection: close`: the client reads the answer
+/// and opens a new connection rather than sending its next request into one the server closes.
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let config = state.config();
+    let mut body = FramedBody::new(
+        body.into_data_stream(),
+        FramingLimits {
+            max_metadata: config.max_json_size,
+            max_crate: config.max_crate_size,
+        },
+        config.limits.body_idle_timeout,
+    );
+    match publish_counted(&state, headers, &mut body).await {
         Ok(json) => json.into_response(),
         Err(error) => {
+            body.drain(MAX_DRAIN_BYTES).await;
             let mut response = error.into_response();
             response
                 .headers_mut()
@@ -59,9 +77,9 @@ pub(crate) async fn publish(state: State<AppState>, headers: HeaderMap, body: Bo
 }
 
 async fn publish_counted(
-    state: State<AppState>,
+    state: &AppState,
     headers: HeaderMap,
-    body: Body,
+    body: &mut FramedBody,
 ) -> Result<Json<Value>, ApiError> {
     let mut outcome = None;
     let result = publish_inner(state, headers, body, &mut outcome).await;
@@ -83,23 +101,15 @@ async fn publish_counted(
 }
 
 async fn publish_inner(
-    State(state): State<AppState>,
+    state: &AppState,
     headers: HeaderMap,
-    body: Body,
+    body: &mut FramedBody,
     outcome: &mut Option<&'static str>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let principal = authenticate(&state, &headers).await?;
+    let principal = authenticate(state, &headers).await?;
     state.inner.rate_limits.publish(principal.token_id)?;
     let config = state.config();
-    let mut body = FramedBody::new(
-        body.into_data_stream(),
-        FramingLimits {
-            max_metadata: config.max_json_size,
-            max_crate: config.max_crate_size,
-        },
-        config.limits.body_idle_timeout,
-    );
 
     // 1. Metadata.
     let json = body.metadata().await?;
@@ -135,9 +145,9 @@ async fn publish_inner(
     }
 
     // 3. Checks that need no crate bytes: ownership, scopes, dependencies.
-    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
+    let (krate, _) = load_crate(state, &canon, Some(&vers)).await?;
     check_permission(&krate, &principal, &name)?;
-    check_dependencies(&state, &validated).await?;
+    check_dependencies(state, &validated).await?;
 
     // 4. The crate bytes, streamed to a temporary blob.
     let mut writer = state.inner.blobs.writer().await?;
@@ -146,7 +156,7 @@ async fn publish_inner(
         return Err(e);
     }
     let cksum = writer.sha256_hex();
-    let (krate, _) = load_crate(&state, &canon, Some(&vers)).await?;
+    let (krate, _) = load_crate(state, &canon, Some(&vers)).await?;
     if let Err(refusal) = krate.check_publish(&name, &vers, &cksum) {
         writer.discard().await;
         return Err(refusal_error(refusal));
@@ -170,7 +180,7 @@ async fn publish_inner(
         uploader: principal.login.clone(),
         token_id: Some(principal.token_id),
     };
-    let executed = execute(&state, &canon, Some(&vers), &principal.login, |krate| {
+    let executed = execute(state, &canon, Some(&vers), &principal.login, |krate| {
         check_permission(krate, &principal, &name)?;
         match krate.check_publish(&name, &vers, &cksum) {
             Ok(PublishCheck::Append { .. }) => Ok(Decision::Append(
@@ -203,10 +213,10 @@ async fn publish_inner(
     let remaining = config.publish_wait.saturating_sub(started.elapsed());
     let upload_seq = match executed.appended {
         Some(seq) => Some(seq),
-        None => pending_upload_seq(&state, &canon, &vers, &cksum).await?,
+        None => pending_upload_seq(state, &canon, &vers, &cksum).await?,
     };
     let decided = match upload_seq {
-        Some(seq) => wait_for_outcome(&state, &canon, seq, remaining).await?,
+        Some(seq) => wait_for_outcome(state, &canon, seq, remaining).await?,
         None => UploadOutcome::Pending,
     };
     match decided {
@@ -444,6 +454,20 @@ impl FramedBody {
                     )));
                 }
                 None => self.ended = true,
+            }
+        }
+    }
+
+    /// Reads and drops what is left of the body, at most `max` bytes, each chunk within the idle
+    /// timeout; stops early at the end of the body or on any error.
+    async fn drain(&mut self, max: u64) {
+        let mut dropped = self.chunk.len() as u64;
+        self.chunk = Bytes::new();
+        while !self.ended && dropped <= max {
+            match self.next_chunk().await {
+                Ok(Some(Ok(chunk))) => dropped += chunk.len() as u64,
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(_))) | Err(_) => return,
             }
         }
     }
