@@ -57,6 +57,60 @@ impl TokenGrant {
     }
 }
 
+impl TokenGrant {
+    /// Whether every request `narrower` allows is also allowed by this grant: its scopes are a
+    /// subset, and each of its crate patterns is covered by one of ours. A token may create only
+    /// tokens that it covers.
+    pub fn covers(&self, narrower: &TokenGrant) -> bool {
+        let scopes_ok = self.scopes.is_empty()
+            || (!narrower.scopes.is_empty()
+                && narrower.scopes.iter().all(|s| self.scopes.contains(s)));
+        // A pattern `p` is covered by `q` when `q` matches `p` read literally: every `*` of `p`
+        // then falls inside a `*` of `q` (names never contain `*`, so no literal character of
+        // `q` can match one), and whatever `p` matches, `q` matches too.
+        let crates_ok = self.crates.is_empty()
+            || (!narrower.crates.is_empty()
+                && narrower
+                    .crates
+                    .iter()
+                    .all(|p| self.crates.iter().any(|q| glob_matches(q, p))));
+        scopes_ok && crates_ok
+    }
+}
+
+/// The longest crate pattern accepted.
+pub const MAX_PATTERN_LEN: usize = 64;
+/// The most crate patterns one token may carry.
+pub const MAX_PATTERNS: usize = 32;
+
+/// Checks a crate pattern: 1 to [`MAX_PATTERN_LEN`] ASCII letters, digits, `-`, `_` and `*`.
+pub fn validate_crate_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN {
+        return Err(format!(
+            "crate pattern `{}` must be 1 to {MAX_PATTERN_LEN} characters long",
+            pattern.escape_debug()
+        ));
+    }
+    if let Some(bad) = pattern
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*')))
+    {
+        return Err(format!(
+            "crate pattern `{}` has the character `{}`; only letters, digits, `-`, `_` and `*` \
+             are allowed",
+            pattern.escape_debug(),
+            bad.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// The identity prefix of deploy tokens: a deploy token named `prod-builders` acts as
+/// `deploy:prod-builders`, which no user login can be.
+pub const DEPLOY_PREFIX: &str = "deploy:";
+/// The identity prefix of CI tokens minted by trusted publishing.
+pub const CI_PREFIX: &str = "ci:";
+
 /// Matches a crate name against a pattern where `*` stands for any run of characters. Both sides
 /// are compared in canonical form (case-insensitive, `-` equals `_`).
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
@@ -129,6 +183,42 @@ mod tests {
         assert!(!glob_matches("exact", "exactly"));
         assert!(glob_matches("a*b*c", "axxbyyc"));
         assert!(!glob_matches("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn coverage() {
+        let all = TokenGrant::default();
+        let read_acme = TokenGrant {
+            scopes: vec![TokenScope::Read],
+            crates: vec!["acme-*".into()],
+        };
+        assert!(all.covers(&read_acme));
+        assert!(!read_acme.covers(&all));
+        assert!(read_acme.covers(&read_acme));
+        assert!(read_acme.covers(&TokenGrant {
+            scopes: vec![TokenScope::Read],
+            crates: vec!["acme-core".into(), "acme_x*".into()],
+        }));
+        assert!(!read_acme.covers(&TokenGrant {
+            scopes: vec![TokenScope::Read, TokenScope::Yank],
+            crates: vec!["acme-core".into()],
+        }));
+        assert!(!read_acme.covers(&TokenGrant {
+            scopes: vec![TokenScope::Read],
+            crates: vec!["acme*".into()],
+        }));
+        assert!(!read_acme.covers(&TokenGrant {
+            scopes: vec![TokenScope::Read],
+            crates: vec![],
+        }));
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(validate_crate_pattern("acme-*").is_ok());
+        assert!(validate_crate_pattern("").is_err());
+        assert!(validate_crate_pattern("a.b").is_err());
+        assert!(validate_crate_pattern(&"a".repeat(65)).is_err());
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::OwnersRemoved(_)
         | Event::TokenIssued(_)
         | Event::TokenRevoked(_)
+        | Event::UserCreated(_)
+        | Event::UserDisabled(_)
+        | Event::UserEnabled(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -244,7 +247,12 @@ impl CrateState {
                 .head
                 .owners
                 .retain(|o| !change.owners.iter().any(|r| r.eq_ignore_ascii_case(o))),
-            Event::TokenIssued(_) | Event::TokenRevoked(_) | Event::Unknown { .. } => {}
+            Event::TokenIssued(_)
+            | Event::TokenRevoked(_)
+            | Event::UserCreated(_)
+            | Event::UserDisabled(_)
+            | Event::UserEnabled(_)
+            | Event::Unknown { .. } => {}
         }
     }
 
@@ -348,6 +356,7 @@ mod tests {
         state.apply(&env(Event::VersionYanked(VersionYankToggled {
             vers: "1.0.0".into(),
             message: None,
+            token_id: None,
         })));
         assert!(state.accepted_version("1.0.0").unwrap().yanked);
         assert!(state.check_publish("foo", "1.0.0", "b").is_err());
@@ -380,10 +389,12 @@ mod tests {
         state.apply(&upload("foo", "1.0.0", "a", "alice"));
         state.apply(&env(Event::OwnersAdded(OwnersChanged {
             owners: vec!["bob".into(), "Alice".into()],
+            token_id: None,
         })));
         assert_eq!(state.owners(), ["alice", "bob"]);
         state.apply(&env(Event::OwnersRemoved(OwnersChanged {
             owners: vec!["BOB".into()],
+            token_id: None,
         })));
         assert_eq!(state.owners(), ["alice"]);
     }
@@ -399,6 +410,7 @@ mod tests {
         let toggle = |vers: &str| VersionYankToggled {
             vers: vers.into(),
             message: None,
+            token_id: None,
         };
         prop_oneof![
             (name, vers.clone(), cksum.clone(), user.clone()).prop_map(|(n, v, c, u)| {
@@ -435,10 +447,12 @@ mod tests {
                 .prop_map(move |v| Event::VersionYanked(toggle(v))),
             vers.prop_map(move |v| Event::VersionUnyanked(toggle(v))),
             user.clone().prop_map(|u| Event::OwnersAdded(OwnersChanged {
-                owners: vec![u.into()]
+                owners: vec![u.into()],
+                token_id: None,
             })),
             user.prop_map(|u| Event::OwnersRemoved(OwnersChanged {
-                owners: vec![u.into()]
+                owners: vec![u.into()],
+                token_id: None,
             })),
         ]
     }

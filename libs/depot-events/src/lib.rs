@@ -18,8 +18,9 @@ pub use aggregate::{
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
-    Event, ExtractedMetadata, OwnersChanged, RejectionReason, TokenIssued, TokenKind, TokenRevoked,
-    TokenScope, VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+    Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
+    TokenRevoked, TokenScope, UserChanged, UserCreated, VersionAccepted, VersionRejected,
+    VersionUploaded, VersionYankToggled,
 };
 
 /// Subjects of the log: one per aggregate.
@@ -39,5 +40,17 @@ pub mod subject {
     /// `principal.<lowercase login>`.
     pub fn principal(user: &Login) -> String {
         format!("principal.{}", user.to_lowercase())
+    }
+
+    /// The subject token of a deploy identity and its tokens: `deploy.<lowercase name>`.
+    pub fn deploy(name: &Login) -> String {
+        format!("deploy.{}", name.to_lowercase())
+    }
+
+    /// The subject token of one exchanged OIDC ID token: `oidc.<hex sha256 of issuer and
+    /// jti>`. A CI token is appended here with the expectation that the subject is empty, so
+    /// each ID token is exchanged at most once, across every api process.
+    pub fn oidc(digest_hex: &str) -> String {
+        format!("oidc.{digest_hex}")
     }
 }

@@ -34,6 +34,12 @@ pub enum Event {
     TokenIssued(TokenIssued),
     /// An API token was revoked (`token_revoked`).
     TokenRevoked(TokenRevoked),
+    /// A user account was created (`user_created`).
+    UserCreated(UserCreated),
+    /// A user account was disabled: its tokens stop working (`user_disabled`).
+    UserDisabled(UserChanged),
+    /// A disabled user account was enabled again (`user_enabled`).
+    UserEnabled(UserChanged),
     /// An event type this build does not know (written by a newer build).
     Unknown {
         /// The `type` of the envelope.
@@ -56,6 +62,9 @@ impl Event {
             Event::OwnersRemoved(_) => "owners_removed",
             Event::TokenIssued(_) => "token_issued",
             Event::TokenRevoked(_) => "token_revoked",
+            Event::UserCreated(_) => "user_created",
+            Event::UserDisabled(_) => "user_disabled",
+            Event::UserEnabled(_) => "user_enabled",
             Event::Unknown { kind, .. } => kind,
         }
     }
@@ -72,6 +81,8 @@ impl Event {
             Event::OwnersAdded(d) | Event::OwnersRemoved(d) => json(d),
             Event::TokenIssued(d) => json(d),
             Event::TokenRevoked(d) => json(d),
+            Event::UserCreated(d) => json(d),
+            Event::UserDisabled(d) | Event::UserEnabled(d) => json(d),
             Event::Unknown { data, .. } => data.clone(),
         }
     }
@@ -88,6 +99,9 @@ impl Event {
             "owners_removed" => Event::OwnersRemoved(parse(data)?),
             "token_issued" => Event::TokenIssued(parse(data)?),
             "token_revoked" => Event::TokenRevoked(parse(data)?),
+            "user_created" => Event::UserCreated(parse(data)?),
+            "user_disabled" => Event::UserDisabled(parse(data)?),
+            "user_enabled" => Event::UserEnabled(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data,
@@ -219,6 +233,9 @@ pub struct VersionYankToggled {
     /// An optional reason given by the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The token used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<Uuid>,
 }
 
 /// `owners_added` / `owners_removed`.
@@ -226,24 +243,42 @@ pub struct VersionYankToggled {
 pub struct OwnersChanged {
     /// User logins.
     pub owners: Vec<String>,
+    /// The token used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<Uuid>,
 }
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
-    /// A person's own token.
+    /// A person's own token: it acts as its user, and owner checks apply.
     Personal,
-    /// A token for an automated deployment.
+    /// A token of no person, created by an admin for machines (e.g. `prod-builders`): its
+    /// `user` is `deploy:<name>`, and it may act on exactly the crates its patterns cover.
     Deploy,
-    /// A token for continuous integration.
+    /// A short-lived token minted by trusted publishing for the crates whose trusts an OIDC ID
+    /// token satisfied: its `user` is `ci:<issuer subject>`.
     Ci,
+}
+
+impl TokenKind {
+    /// The name used in events and output: `personal`, `deploy` or `ci`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Deploy => "deploy",
+            TokenKind::Ci => "ci",
+        }
+    }
 }
 
 /// An operation a token may perform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenScope {
+    /// Read the index, download `.crate` files, search and list owners.
+    Read,
     /// Publish the first version of a new crate.
     PublishNew,
     /// Publish a new version of an existing crate.
@@ -256,12 +291,36 @@ pub enum TokenScope {
 
 impl TokenScope {
     /// Every scope.
-    pub const ALL: [TokenScope; 4] = [
+    pub const ALL: [TokenScope; 5] = [
+        TokenScope::Read,
         TokenScope::PublishNew,
         TokenScope::PublishUpdate,
         TokenScope::Yank,
         TokenScope::ChangeOwners,
     ];
+
+    /// The scopes of a deploy token with write access: publishing and yanking.
+    pub const WRITE: [TokenScope; 3] = [
+        TokenScope::PublishNew,
+        TokenScope::PublishUpdate,
+        TokenScope::Yank,
+    ];
+
+    /// The scope's name as in events and crates.io's API, e.g. `publish-update`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::PublishNew => "publish-new",
+            TokenScope::PublishUpdate => "publish-update",
+            TokenScope::Yank => "yank",
+            TokenScope::ChangeOwners => "change-owners",
+        }
+    }
+
+    /// The scope named `name` (as [`TokenScope::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<TokenScope> {
+        TokenScope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// `token_issued`. The secret itself is never recorded, only its sha256.
@@ -287,6 +346,45 @@ pub struct TokenIssued {
     /// When the token stops working, if ever.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+    /// Who created it: a login, `depot:admin` for the command line, or `trusted-publishing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// For a CI token: the ID token it was exchanged for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcOrigin>,
+}
+
+/// The OIDC ID token a CI token was minted for (trusted publishing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcOrigin {
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`), if the token had one.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The ID token's `jti`: each is exchanged at most once.
+    pub jti: String,
+    /// The ids of the trusts it satisfied.
+    #[serde(default)]
+    pub trusts: Vec<Uuid>,
+}
+
+/// `user_created`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    /// The login as given (matched case-insensitively).
+    pub login: String,
+    /// Whether the user is an admin: admins create users and deploy tokens, and may manage
+    /// any crate's owners and yank any version.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `user_disabled` / `user_enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserChanged {
+    /// The login.
+    pub login: String,
 }
 
 /// `token_revoked`.

@@ -196,6 +196,7 @@ fn yank_and_unyank() {
         Event::VersionYanked(VersionYankToggled {
             vers: "1.0.0".into(),
             message: Some("broken".into()),
+            token_id: None,
         }),
         r#"{"vers":"1.0.0","message":"broken"}"#,
     );
@@ -203,6 +204,7 @@ fn yank_and_unyank() {
         Event::VersionUnyanked(VersionYankToggled {
             vers: "1.0.0".into(),
             message: None,
+            token_id: None,
         }),
         r#"{"vers":"1.0.0"}"#,
     );
@@ -212,6 +214,7 @@ fn yank_and_unyank() {
 fn owners() {
     let change = OwnersChanged {
         owners: vec!["bob".into()],
+        token_id: None,
     };
     check(Event::OwnersAdded(change.clone()), r#"{"owners":["bob"]}"#);
     check(Event::OwnersRemoved(change), r#"{"owners":["bob"]}"#);
@@ -229,6 +232,8 @@ fn tokens() {
             scopes: vec![TokenScope::PublishUpdate, TokenScope::ChangeOwners],
             crates: vec!["acme-*".into()],
             expires_at: Some(Timestamp::from_unix_millis(1_764_000_000_000)),
+            created_by: None,
+            oidc: None,
         }),
         &format!(
             r#"{{"token_id":"{ID}","user":"alice","secret_sha256":"dd","kind":"ci","label":"ci","scopes":["publish-update","change-owners"],"crates":["acme-*"],"expires_at":"2025-11-24T16:00:00.000Z"}}"#
@@ -258,7 +263,8 @@ fn unknown_types_and_fields_are_tolerated() {
     assert_eq!(
         env.event,
         Event::OwnersAdded(OwnersChanged {
-            owners: vec!["a".into()]
+            owners: vec!["a".into()],
+            token_id: None,
         })
     );
 }

@@ -18,5 +18,5 @@ pub use error::StoreError;
 pub use projection::{CrateSave, ProjectionTx, Target};
 pub use store::{
     CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
-    TokenRow, UploadOutcome, VersionSummary,
+    TokenRow, UploadOutcome, UserRow, VersionSummary,
 };

@@ -17,8 +17,8 @@ mod bulk;
 use std::collections::HashMap;
 
 use depot_events::{
-    CrateHead, CrateState, ExtractedMetadata, RejectionReason, Timestamp, TokenIssued,
-    VersionState, VersionStatus, VersionUploaded, version_without_build,
+    CrateHead, CrateState, ExtractedMetadata, RejectionReason, Timestamp, TokenIssued, TokenKind,
+    UserCreated, VersionState, VersionStatus, VersionUploaded, version_without_build,
 };
 use depot_index::IndexEntry;
 
@@ -636,7 +636,8 @@ impl ProjectionTx {
         Ok(summary)
     }
 
-    /// Records an issued token (and its user, if new).
+    /// Records an issued token (and, for a personal token of a user never created
+    /// explicitly, its user: logs written before `user_created` existed create users so).
     pub async fn issue_token(
         &mut self,
         token: &TokenIssued,
@@ -644,36 +645,37 @@ impl ProjectionTx {
     ) -> Result<(), StoreError> {
         let gen_ = self.gen_;
         let login = token.user.to_ascii_lowercase();
-        let kind = serde_json::to_value(token.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let personal = token.kind == TokenKind::Personal;
         on_tx!(&mut self.tx, conn => {
-            sqlx::query(
-                "INSERT INTO users (gen, login, display, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (gen, login) DO NOTHING",
-            )
-            .bind(gen_)
-            .bind(&login)
-            .bind(&token.user)
-            .bind(at.unix_millis())
-            .execute(&mut *conn)
-            .await?;
+            if personal {
+                sqlx::query(
+                    "INSERT INTO users (gen, login, display, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (gen, login) DO NOTHING",
+                )
+                .bind(gen_)
+                .bind(&login)
+                .bind(&token.user)
+                .bind(at.unix_millis())
+                .execute(&mut *conn)
+                .await?;
+            }
             sqlx::query(
                 "INSERT INTO tokens (gen, token_id, login, secret_sha256, kind, label, scopes, \
-                 crates, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 crates, expires_at, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (gen, token_id) DO NOTHING",
             )
             .bind(gen_)
             .bind(token.token_id.to_string())
             .bind(&login)
             .bind(&token.secret_sha256)
-            .bind(&kind)
+            .bind(token.kind.as_str())
             .bind(&token.label)
             .bind(json(&token.scopes))
             .bind(json(&token.crates))
             .bind(token.expires_at.map(Timestamp::unix_millis))
             .bind(at.unix_millis())
+            .bind(&token.created_by)
             .execute(&mut *conn)
             .await?;
         });
@@ -687,6 +689,49 @@ impl ProjectionTx {
             sqlx::query("UPDATE tokens SET revoked = true WHERE gen = $1 AND token_id = $2")
                 .bind(gen_)
                 .bind(token_id.to_string())
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a created user (an existing one, created implicitly by an older token, takes
+    /// the role given here).
+    pub async fn create_user(
+        &mut self,
+        user: &UserCreated,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let gen_ = self.gen_;
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query(
+                "INSERT INTO users (gen, login, display, created_at, admin) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (gen, login) DO UPDATE SET admin = excluded.admin",
+            )
+            .bind(gen_)
+            .bind(user.login.to_ascii_lowercase())
+            .bind(&user.login)
+            .bind(at.unix_millis())
+            .bind(user.admin)
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Disables or enables a user.
+    pub async fn set_user_disabled(
+        &mut self,
+        login: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        let gen_ = self.gen_;
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query("UPDATE users SET disabled = $3 WHERE gen = $1 AND login = $2")
+                .bind(gen_)
+                .bind(login.to_ascii_lowercase())
+                .bind(disabled)
                 .execute(conn)
                 .await?;
         });

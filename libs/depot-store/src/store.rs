@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::StoreError;
 use crate::db::{Db, Tx, on_read, on_tx, on_write, to_i64, to_u64};
 use depot_events::{
-    CrateHead, CrateState, RejectionReason, Timestamp, TokenScope, VersionState, VersionStatus,
-    version_without_build,
+    CrateHead, CrateState, RejectionReason, Timestamp, TokenKind, TokenScope, VersionState,
+    VersionStatus, version_without_build,
 };
 
 /// `WHERE gen = …` for the active generation, usable in `concat!`.
@@ -47,13 +47,17 @@ pub enum UploadOutcome {
     Rejected(Vec<RejectionReason>),
 }
 
-/// A token as the api needs it to authenticate a request.
+/// A token as the api needs it to authenticate a request, and as listings show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
     /// The token id.
     pub token_id: String,
-    /// The user it acts for (lowercase login).
+    /// Who it acts for: a lowercase login, `deploy:<name>` or `ci:<subject>`.
     pub login: String,
+    /// Personal, deploy or CI.
+    pub kind: TokenKind,
+    /// Its label.
+    pub label: Option<String>,
     /// Allowed operations (empty = all).
     pub scopes: Vec<TokenScope>,
     /// Allowed crate patterns (empty = all).
@@ -62,6 +66,29 @@ pub struct TokenRow {
     pub expires_at: Option<Timestamp>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// When a request last used it (recorded in batches, so up to a few seconds late).
+    pub last_used_at: Option<Timestamp>,
+    /// For a personal token: whether its user is an admin.
+    pub admin: bool,
+    /// For a personal token: whether its user is disabled.
+    pub user_disabled: bool,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The login as created.
+    pub display: String,
+    /// Whether the user is an admin.
+    pub admin: bool,
+    /// Whether the user is disabled.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_at: Timestamp,
 }
 
 /// One hit of a search.
@@ -457,29 +484,103 @@ impl Store {
 
     /// The token with this secret hash (active generation).
     pub async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<TokenRow>, StoreError> {
-        type Raw = (String, String, String, String, Option<i64>, bool);
-        let row: Option<Raw> = on_read!(&self.db, pool => {
+        let rows: Vec<RawToken> = on_read!(&self.db, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(token_query("t.secret_sha256 = $1")))
+                .bind(secret_sha256)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().next().map(token_row).transpose()
+    }
+
+    /// The token with this id (active generation).
+    pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
+        let rows: Vec<RawToken> = on_read!(&self.db, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(token_query("t.token_id = $1")))
+                .bind(token_id)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().next().map(token_row).transpose()
+    }
+
+    /// Every token, or those acting for `login` (lowercase, or `deploy:<name>`), oldest first.
+    pub async fn tokens(&self, login: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
+        let rows: Vec<RawToken> = match login {
+            Some(login) => on_read!(&self.db, pool => {
+                sqlx::query_as(sqlx::AssertSqlSafe(token_query("t.login = $1")))
+                    .bind(login.to_ascii_lowercase())
+                    .fetch_all(pool)
+                    .await?
+            }),
+            None => on_read!(&self.db, pool => {
+                sqlx::query_as(sqlx::AssertSqlSafe(token_query("true")))
+                    .fetch_all(pool)
+                    .await?
+            }),
+        };
+        rows.into_iter().map(token_row).collect()
+    }
+
+    /// Records when tokens were last used (operational data, kept across replays).
+    pub async fn record_token_use(&self, uses: &[(String, Timestamp)]) -> Result<(), StoreError> {
+        for (token_id, at) in uses {
+            on_write!(&self.db, pool => {
+                sqlx::query(
+                    "INSERT INTO token_usage (token_id, last_used_at) VALUES ($1, $2) \
+                     ON CONFLICT (token_id) DO UPDATE SET last_used_at = \
+                     CASE WHEN excluded.last_used_at > token_usage.last_used_at \
+                     THEN excluded.last_used_at ELSE token_usage.last_used_at END",
+                )
+                .bind(token_id)
+                .bind(at.unix_millis())
+                .execute(pool)
+                .await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// A user account, matched case-insensitively (active generation).
+    pub async fn user_account(&self, login: &str) -> Result<Option<UserRow>, StoreError> {
+        let row: Option<(String, bool, bool, i64)> = on_read!(&self.db, pool => {
             sqlx::query_as(concat!(
-                "SELECT token_id, login, scopes, crates, expires_at, revoked FROM tokens \
-                 WHERE gen = ",
+                "SELECT display, admin, disabled, created_at FROM users WHERE gen = ",
                 active_gen!(),
-                " AND secret_sha256 = $1"
+                " AND login = $1"
             ))
-            .bind(secret_sha256)
+            .bind(login.to_ascii_lowercase())
             .fetch_optional(pool)
             .await?
         });
-        row.map(|(token_id, login, scopes, crates, expires_at, revoked)| {
-            Ok(TokenRow {
-                token_id,
-                login,
-                scopes: serde_json::from_str(&scopes).map_err(|e| json_err("scopes", e))?,
-                crates: serde_json::from_str(&crates).map_err(|e| json_err("crates", e))?,
-                expires_at: expires_at.map(Timestamp::from_unix_millis),
-                revoked,
+        Ok(row.map(|(display, admin, disabled, created_at)| UserRow {
+            display,
+            admin,
+            disabled,
+            created_at: Timestamp::from_unix_millis(created_at),
+        }))
+    }
+
+    /// Every user account, by login.
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows: Vec<(String, bool, bool, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT display, admin, disabled, created_at FROM users WHERE gen = ",
+                active_gen!(),
+                " ORDER BY login"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(display, admin, disabled, created_at)| UserRow {
+                display,
+                admin,
+                disabled,
+                created_at: Timestamp::from_unix_millis(created_at),
             })
-        })
-        .transpose()
+            .collect())
     }
 
     /// The display login of a known user, matched case-insensitively (active generation).
@@ -656,7 +757,7 @@ impl Store {
     /// Every projected row of generation `gen_`, one text per row in a stable order, for
     /// comparing generations. (The texts are comparable within one backend only.)
     pub async fn dump(&self, gen_: u64) -> Result<Vec<String>, StoreError> {
-        const QUERIES: [&str; 5] = [
+        const QUERIES: [&str; 7] = [
             "SELECT 'crates ' || canon || '|' || coalesce(name, '-') || '|' || state || '|' || \
              CAST(last_seq AS TEXT) || '|' || coalesce(description, '-') || '|' || keywords || '|' || \
              coalesce(max_version, '-') || '|' || CAST(updated_at AS TEXT) \
@@ -671,12 +772,17 @@ impl Store {
             "SELECT 'index_files ' || canon || '|' || name || '|' || etag || '|' || \
              CAST(last_modified AS TEXT) || '|' || CAST(last_seq AS TEXT) \
              FROM index_files WHERE gen = $1 ORDER BY canon",
-            "SELECT 'users ' || login || '|' || display || '|' || CAST(created_at AS TEXT) \
+            "SELECT 'users ' || login || '|' || display || '|' || CAST(created_at AS TEXT) || '|' || \
+             CAST(admin AS TEXT) || '|' || CAST(disabled AS TEXT) \
              FROM users WHERE gen = $1 ORDER BY login",
             "SELECT 'tokens ' || token_id || '|' || login || '|' || secret_sha256 || '|' || kind || \
              '|' || coalesce(label, '-') || '|' || scopes || '|' || crates || '|' || \
              coalesce(CAST(expires_at AS TEXT), '-') || '|' || CAST(revoked AS TEXT) || '|' || \
-             CAST(created_at AS TEXT) FROM tokens WHERE gen = $1 ORDER BY token_id",
+             CAST(created_at AS TEXT) || '|' || coalesce(created_by, '-') \
+             FROM tokens WHERE gen = $1 ORDER BY token_id",
+            "SELECT 'trusts ' || trust_id || '|' || canon || '|' || policy || '|' || created_by || \
+             '|' || CAST(created_at AS TEXT) FROM trusts WHERE gen = $1 ORDER BY trust_id",
+            "SELECT 'trusted_only ' || canon FROM trusted_only WHERE gen = $1 ORDER BY canon",
         ];
         let mut rows = Vec::new();
         for sql in QUERIES {
@@ -794,6 +900,8 @@ impl Store {
             "index_files",
             "users",
             "tokens",
+            "trusts",
+            "trusted_only",
             "projector_checkpoint",
             "generations",
         ] {
@@ -818,4 +926,70 @@ impl Store {
             .map(|g| g.number)
             .collect())
     }
+}
+
+/// A token row as selected by [`token_query`].
+type RawToken = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    bool,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<bool>,
+);
+
+/// The tokens of the active generation matching `condition` (on `t`), with their last use and
+/// their user's role and state.
+fn token_query(condition: &str) -> String {
+    format!(
+        "SELECT t.token_id, t.login, t.kind, t.label, t.scopes, t.crates, t.expires_at, \
+         t.revoked, t.created_at, t.created_by, u.last_used_at, us.admin, us.disabled \
+         FROM tokens t \
+         LEFT JOIN token_usage u ON u.token_id = t.token_id \
+         LEFT JOIN users us ON us.gen = t.gen AND us.login = t.login \
+         WHERE t.gen = {} AND {condition} ORDER BY t.created_at, t.token_id",
+        active_gen!()
+    )
+}
+
+fn token_row(raw: RawToken) -> Result<TokenRow, StoreError> {
+    let (
+        token_id,
+        login,
+        kind,
+        label,
+        scopes,
+        crates,
+        expires_at,
+        revoked,
+        created_at,
+        created_by,
+        last_used_at,
+        admin,
+        disabled,
+    ) = raw;
+    let kind =
+        serde_json::from_value(serde_json::Value::String(kind)).map_err(|e| json_err("kind", e))?;
+    Ok(TokenRow {
+        token_id,
+        kind,
+        label,
+        scopes: serde_json::from_str(&scopes).map_err(|e| json_err("scopes", e))?,
+        crates: serde_json::from_str(&crates).map_err(|e| json_err("crates", e))?,
+        expires_at: expires_at.map(Timestamp::from_unix_millis),
+        revoked,
+        created_at: Timestamp::from_unix_millis(created_at),
+        created_by,
+        last_used_at: last_used_at.map(Timestamp::from_unix_millis),
+        admin: admin.unwrap_or(false) && kind == TokenKind::Personal,
+        user_disabled: disabled.unwrap_or(false) && kind == TokenKind::Personal,
+        login,
+    })
 }

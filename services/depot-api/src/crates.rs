@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
-use crate::auth::authenticate;
+use crate::auth::{authenticate, authorize_read, cache_control, reader};
 use crate::commands::{Decision, execute, wait_projected};
 use crate::extract::{ApiJson, ApiQuery, CratePath, VersionPath};
 use crate::{ApiError, AppState};
@@ -61,7 +61,7 @@ async fn set_yanked(
             if !krate.exists() {
                 return Err(crate_not_found(&name));
             }
-            if !krate.is_owner(&principal.login) {
+            if !principal.may_act_on(krate) {
                 return Err(ApiError::forbidden("you are not an owner of this crate"));
             }
             let Some(version) = krate.accepted_version(&vers) else {
@@ -75,6 +75,7 @@ async fn set_yanked(
             let toggle = VersionYankToggled {
                 vers: vers.to_string(),
                 message: None,
+                token_id: Some(principal.token_id),
             };
             let event = if yanked {
                 Event::VersionYanked(toggle)
@@ -102,14 +103,25 @@ pub(crate) async fn me(
         .user(&principal.login)
         .await?
         .unwrap_or(principal.login);
-    Ok(Json(json!({ "user": { "login": display } })))
+    Ok(Json(json!({
+        "user": { "login": display, "admin": principal.admin },
+        "token": {
+            "id": principal.token_id,
+            "kind": principal.kind.as_str(),
+            "endpoint_scopes": principal.grant.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "crate_scopes": principal.grant.crates,
+            "expired_at": principal.expires_at.map(depot_events::Timestamp::to_rfc3339),
+        },
+    })))
 }
 
 /// `GET /api/v1/crates/{name}/owners`.
 pub(crate) async fn list_owners(
     State(state): State<AppState>,
     CratePath(name): CratePath,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    authorize_read(&state, &headers, name.as_str()).await?;
     let canon = name.canonical();
     let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
     if !krate.exists() {
@@ -179,7 +191,7 @@ async fn change_owners(
         if !krate.exists() {
             return Err(crate_not_found(&name));
         }
-        if !krate.is_owner(&principal.login) {
+        if !principal.may_act_on(krate) {
             return Err(ApiError::forbidden(
                 "only owners have permission to modify owners",
             ));
@@ -204,7 +216,10 @@ async fn change_owners(
         if changing.is_empty() {
             return Ok(Decision::Done(()));
         }
-        let change = OwnersChanged { owners: changing };
+        let change = OwnersChanged {
+            owners: changing,
+            token_id: Some(principal.token_id),
+        };
         let event = if add {
             Event::OwnersAdded(change)
         } else {
@@ -256,10 +271,23 @@ pub(crate) struct SearchQuery {
 pub(crate) async fn search(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<SearchQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let reader = reader(&state, &headers).await?;
     crate::limits::check_search_query(&query.q, state.config().limits.max_search_query_bytes)?;
     let limit = query.per_page.unwrap_or(10).clamp(1, 100);
-    let (hits, total) = state.store().search(query.q.trim(), limit).await?;
+    // A token limited to some crates sees only those: a page of the largest size is filtered,
+    // and the total counts what is left of it.
+    let narrowed = reader.filter(|r| !r.grant.crates.is_empty());
+    let (mut hits, mut total) = match &narrowed {
+        Some(_) => state.store().search(query.q.trim(), 100).await?,
+        None => state.store().search(query.q.trim(), limit).await?,
+    };
+    if let Some(reader) = &narrowed {
+        hits.retain(|hit| reader.grant.allows(TokenScope::Read, &hit.name));
+        total = hits.len() as u64;
+        hits.truncate(limit as usize);
+    }
     let crates: Vec<Value> = hits
         .into_iter()
         .map(|hit| {
@@ -279,7 +307,9 @@ pub(crate) async fn search(
 pub(crate) async fn download(
     State(state): State<AppState>,
     VersionPath(name, vers): VersionPath,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize_read(&state, &request_headers, name.as_str()).await?;
     let canon = name.canonical();
     let not_found = || ApiError::not_found(format!("crate `{name}` has no version `{vers}`"));
     let Some(blob) = state.store().download_target(&canon, &vers).await? else {
@@ -302,7 +332,7 @@ pub(crate) async fn download(
         (header::CONTENT_LENGTH, HeaderValue::from(len)),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
+            cache_control(&state, "public, max-age=31536000, immutable"),
         ),
     ];
     Ok((

@@ -15,6 +15,8 @@ pub struct ApiError {
     details: Vec<String>,
     /// Whole seconds for a `Retry-After` header, when the client should come back later.
     retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge (401 answers).
+    challenge: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -24,12 +26,24 @@ impl ApiError {
             status,
             details: vec![detail.into()],
             retry_after: None,
+            challenge: None,
         }
     }
 
     /// 400 Bad Request.
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 401 Unauthorized: no valid token; see [`ApiError::with_challenge`].
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// Adds a `WWW-Authenticate` header.
+    pub fn with_challenge(mut self, challenge: HeaderValue) -> ApiError {
+        self.challenge = Some(challenge);
+        self
     }
 
     /// 403 Forbidden.
@@ -80,6 +94,7 @@ impl ApiError {
             status,
             details,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -124,6 +139,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = self.challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response
     }
 }
@@ -165,6 +185,17 @@ impl From<depot_eventlog::LogError> for ApiError {
                 ApiError::unavailable("the registry event log is unavailable; try again shortly")
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<depot_eventlog::AppendError> for ApiError {
+    fn from(error: depot_eventlog::AppendError) -> ApiError {
+        if error.is_transient() {
+            tracing::warn!(%error, "event log unavailable");
+            ApiError::unavailable("the registry event log is unavailable; try again shortly")
+        } else {
+            ApiError::internal(error)
         }
     }
 }

@@ -214,12 +214,19 @@ pub(crate) async fn load(
 /// `GET /index/config.json`.
 pub(crate) async fn config_json(State(state): State<AppState>) -> Response {
     let url = &state.config().public_url;
+    let mut config = json!({
+        "dl": format!("{url}/api/v1/crates"),
+        "api": url,
+    });
+    if state.config().auth_required {
+        config["auth-required"] = json!(true);
+    }
     (
-        [(header::CACHE_CONTROL, "no-cache")],
-        Json(json!({
-            "dl": format!("{url}/api/v1/crates"),
-            "api": url,
-        })),
+        [(
+            header::CACHE_CONTROL,
+            crate::auth::cache_control(&state, "no-cache"),
+        )],
+        Json(config),
     )
         .into_response()
 }
@@ -241,6 +248,7 @@ pub(crate) async fn index_file(
     else {
         return Err(not_found());
     };
+    crate::auth::authorize_read(&state, &headers, name.as_str()).await?;
     let Some(file) = load(&state, &name.canonical()).await? else {
         return Err(not_found());
     };
@@ -252,7 +260,10 @@ pub(crate) async fn index_file(
     let common = [
         (header::ETAG, file.etag.clone()),
         (header::LAST_MODIFIED, file.last_modified.clone()),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::CACHE_CONTROL,
+            crate::auth::cache_control(&state, "no-cache"),
+        ),
     ];
     if etag_matches(&headers, &file.etag) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());

@@ -15,6 +15,7 @@ mod limits;
 mod metrics;
 mod publish;
 mod rate_limit;
+mod tokens;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -57,6 +58,11 @@ pub struct ApiConfig {
     pub index_cache_ttl: Duration,
     /// Timeouts, caps and rate limits of the HTTP edge.
     pub limits: EdgeLimits,
+    /// Whether every route (but the health check and the login page) needs a valid token
+    /// (`auth-required` in `config.json`, RFC 3139).
+    pub auth_required: bool,
+    /// How long a token created through the API lives when the request names no expiry.
+    pub default_token_lifetime: Option<Duration>,
 }
 
 impl ApiConfig {
@@ -83,6 +89,7 @@ struct Inner {
     downloads: crates::DownloadCounter,
     rate_limits: rate_limit::RateLimits,
     in_flight: limits::InFlight,
+    tokens: auth::TokenCache,
 }
 
 impl AppState {
@@ -117,6 +124,7 @@ impl AppState {
                 downloads: crates::DownloadCounter::default(),
                 rate_limits,
                 in_flight,
+                tokens: auth::TokenCache::new(),
             }),
         }
     }
@@ -151,9 +159,10 @@ impl AppState {
         self.inner.changes.publish_all();
     }
 
-    /// Writes batched download counts to the database; call periodically.
+    /// Writes batched download counts and token uses to the database; call periodically.
     pub async fn flush_downloads(&self) -> Result<(), depot_store::StoreError> {
-        self.inner.downloads.flush(self.store()).await
+        self.inner.downloads.flush(self.store()).await?;
+        self.inner.tokens.flush_uses(self.store()).await
     }
 }
 
@@ -189,10 +198,20 @@ pub fn router(state: AppState) -> Router {
                 .delete(crates::remove_owners),
         )
         .route("/api/v1/me", get(crates::me))
+        .route(
+            "/api/v1/me/tokens",
+            get(tokens::list_tokens).put(tokens::create_token),
+        )
+        .route("/api/v1/me/tokens/{id}", delete(tokens::revoke_token))
+        .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(CatchPanicLayer::custom(error::panic_response));
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
 
     // Edge limits: a deadline for everything but uploads (inside, so it sees the matched
     // route), and the in-flight budget outside it, so shed requests cost nothing.

@@ -269,6 +269,7 @@ impl Bench {
         let toggle = VersionYankToggled {
             vers: vers.to_owned(),
             message: None,
+            token_id: None,
         };
         let event = if yanked {
             Event::VersionYanked(toggle)

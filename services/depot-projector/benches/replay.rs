@@ -459,6 +459,8 @@ impl Generator {
             scopes: vec![],
             crates: vec![],
             expires_at: None,
+            created_by: None,
+            oidc: None,
         };
         self.push(
             &depot_events::subject::principal(
@@ -686,6 +688,7 @@ impl Generator {
         let toggle = VersionYankToggled {
             vers: krate.accepted[version].0.clone(),
             message: None,
+            token_id: None,
         };
         let (subject, actor) = (krate.subject.clone(), krate.owners[0].clone());
         let event = if yank {
@@ -708,11 +711,13 @@ impl Generator {
             let removed = krate.owners.pop().unwrap_or_default();
             Event::OwnersRemoved(OwnersChanged {
                 owners: vec![removed],
+                token_id: None,
             })
         } else if !krate.owners.contains(&candidate) {
             krate.owners.push(candidate.clone());
             Event::OwnersAdded(OwnersChanged {
                 owners: vec![candidate],
+                token_id: None,
             })
         } else {
             return self.new_version();

@@ -452,7 +452,12 @@ fn apply_crate_event(
             work.index_changed = Some((seq, envelope.at));
         }
         Event::OwnersAdded(_) | Event::OwnersRemoved(_) => {}
-        Event::TokenIssued(_) | Event::TokenRevoked(_) | Event::Unknown { .. } => {
+        Event::TokenIssued(_)
+        | Event::TokenRevoked(_)
+        | Event::UserCreated(_)
+        | Event::UserDisabled(_)
+        | Event::UserEnabled(_)
+        | Event::Unknown { .. } => {
             tracing::warn!(
                 seq,
                 event.kind = envelope.kind(),
@@ -469,6 +474,9 @@ async fn apply_principal_event(tx: &mut ProjectionTx, envelope: &Envelope) -> an
     match &envelope.event {
         Event::TokenIssued(token) => tx.issue_token(token, envelope.at).await?,
         Event::TokenRevoked(revoked) => tx.revoke_token(revoked.token_id).await?,
+        Event::UserCreated(user) => tx.create_user(user, envelope.at).await?,
+        Event::UserDisabled(user) => tx.set_user_disabled(&user.login, true).await?,
+        Event::UserEnabled(user) => tx.set_user_disabled(&user.login, false).await?,
         _ => {}
     }
     Ok(())

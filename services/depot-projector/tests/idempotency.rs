@@ -102,6 +102,8 @@ fn history() -> Vec<StoredEvent> {
                 scopes: vec![],
                 crates: vec![],
                 expires_at: None,
+                created_by: None,
+                oidc: None,
             }),
         );
     }
@@ -127,12 +129,14 @@ fn history() -> Vec<StoredEvent> {
     let toggle = |vers: &str| VersionYankToggled {
         vers: vers.into(),
         message: None,
+        token_id: None,
     };
     log.push("crate.foo", Event::VersionYanked(toggle("1.0.0")));
     log.push(
         "crate.foo",
         Event::OwnersAdded(OwnersChanged {
             owners: vec!["bob".into()],
+            token_id: None,
         }),
     );
     log.push("crate.foo", Event::VersionUnyanked(toggle("1.0.0")));

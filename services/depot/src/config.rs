@@ -141,6 +141,27 @@ pub(crate) struct Settings {
     )]
     pub publish_wait_secs: u64,
 
+    /// Require a valid token for every read too: the index, downloads, search and owner lists
+    /// (`auth-required` in config.json). Off by default, so a new registry works at once.
+    #[arg(
+        long,
+        env = "DEPOT_AUTH_REQUIRED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub auth_required: bool,
+
+    /// Days a new personal token lives unless another expiry (or `--no-expiry`) is asked for;
+    /// 0 means tokens do not expire by default.
+    #[arg(
+        long,
+        env = "DEPOT_TOKEN_EXPIRY_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
+    pub token_expiry_days: u32,
+
     /// Most keywords per crate.
     #[arg(long, env = "DEPOT_MAX_KEYWORDS", default_value_t = 5, global = true)]
     pub max_keywords: usize,
@@ -504,6 +525,12 @@ impl Settings {
     /// How long a publish waits for visibility.
     pub(crate) fn publish_wait(&self) -> Duration {
         Duration::from_secs(self.publish_wait_secs)
+    }
+
+    /// How long a new personal token lives by default (`None`: forever).
+    pub(crate) fn default_token_lifetime(&self) -> Option<Duration> {
+        (self.token_expiry_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.token_expiry_days) * 24 * 3600))
     }
 }
 

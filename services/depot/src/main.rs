@@ -1,7 +1,8 @@
 //! `depot`: the one binary of the registry. `depot serve` runs every role in one process;
 //! `depot api|extractor|projector` run one role each so they can be scaled apart; `depot
-//! migrate` and `depot token` are administration commands.
+//! migrate`, `depot user` and `depot token` are administration commands.
 
+mod accounts;
 mod admin;
 mod config;
 mod http;
@@ -53,7 +54,12 @@ enum Command {
         #[command(flatten)]
         gc: GcSettings,
     },
-    /// Manage API tokens.
+    /// Manage users: create, list, disable, enable.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens: create, list, revoke.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -61,45 +67,114 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Create a token for a user (created if new) and print it once; only its sha256 is kept.
+enum UserCommand {
+    /// Create a user.
     Create {
-        /// The user the token acts for.
+        /// The login: 1–39 letters, digits, `-` or `_`.
+        login: String,
+        /// Make the user an admin: admins may manage any crate's owners and yank any version.
         #[arg(long)]
-        user: String,
-        /// What the token is for.
-        #[arg(long, value_enum, default_value_t = Kind::Personal)]
-        kind: Kind,
-        /// A label to recognise the token by.
-        #[arg(long)]
-        label: Option<String>,
-        /// Allowed operation (repeatable); default: all.
-        #[arg(long = "scope", value_enum)]
-        scopes: Vec<Scope>,
-        /// Crate name pattern the token may act on, `*` as wildcard (repeatable); default: all.
-        #[arg(long = "crate")]
-        crates: Vec<String>,
-        /// Days until the token expires; default: never.
-        #[arg(long)]
-        expires_in_days: Option<u32>,
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their tokens stop working on every api process within a second.
+    Disable {
+        /// The login.
+        login: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The login.
+        login: String,
     },
 }
 
-/// Token kinds.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Kind {
-    Personal,
-    Deploy,
-    Ci,
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its sha256 is kept. A personal token (--user)
+    /// acts as its user and expires after DEPOT_TOKEN_EXPIRY_DAYS (90) unless --no-expiry; a
+    /// deploy token (--deploy) belongs to no person, may only read unless --write, and acts on
+    /// exactly the crates its --crate patterns name.
+    #[command(group(clap::ArgGroup::new("holder").required(true).args(["user", "deploy"])))]
+    Create {
+        /// The user the token acts for (created if new).
+        #[arg(long)]
+        user: Option<String>,
+        /// The name of a deploy identity, e.g. `prod-builders`.
+        #[arg(long)]
+        deploy: Option<String>,
+        /// A label to recognise the token by.
+        #[arg(long)]
+        label: Option<String>,
+        /// Allowed operation (repeatable); default: all for a personal token, `read` for a
+        /// deploy token.
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<Scope>,
+        /// Deploy tokens: allow reading (the index, downloads, search).
+        #[arg(long, requires = "deploy")]
+        read: bool,
+        /// Deploy tokens: allow publishing and yanking the crates named by --crate.
+        #[arg(long, requires = "deploy")]
+        write: bool,
+        /// Crate name pattern the token may act on, `*` as wildcard (repeatable); default: all.
+        #[arg(long = "crate")]
+        crates: Vec<String>,
+        /// Days until the token expires.
+        #[arg(long, conflicts_with = "no_expiry")]
+        expires_in_days: Option<u32>,
+        /// A personal token that never expires.
+        #[arg(long)]
+        no_expiry: bool,
+    },
+    /// List tokens (all, or those of one user or deploy identity).
+    List {
+        /// Only this user's tokens.
+        #[arg(long, conflicts_with = "deploy")]
+        user: Option<String>,
+        /// Only this deploy identity's tokens.
+        #[arg(long)]
+        deploy: Option<String>,
+    },
+    /// Revoke a token by id: every api process refuses it within a second.
+    Revoke {
+        /// The token id (`depot token list` shows it).
+        id: String,
+    },
 }
 
 /// Token scopes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scope {
+    Read,
     PublishNew,
     PublishUpdate,
     Yank,
     ChangeOwners,
+}
+
+impl Scope {
+    fn event(self) -> depot_events::TokenScope {
+        use depot_events::TokenScope as S;
+        match self {
+            Scope::Read => S::Read,
+            Scope::PublishNew => S::PublishNew,
+            Scope::PublishUpdate => S::PublishUpdate,
+            Scope::Yank => S::Yank,
+            Scope::ChangeOwners => S::ChangeOwners,
+        }
+    }
+}
+
+fn holder(
+    user: Option<String>,
+    deploy: Option<String>,
+) -> anyhow::Result<Option<accounts::Holder>> {
+    Ok(match (user, deploy) {
+        (Some(user), _) => Some(accounts::Holder::User(depot_index::Login::parse(&user)?)),
+        (None, Some(name)) => Some(accounts::Holder::Deploy(depot_index::Login::parse(&name)?)),
+        (None, None) => None,
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -145,40 +220,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Gc { gc } => admin::gc(&settings, gc.grace()).await,
+        Command::User { command } => match command {
+            UserCommand::Create { login, admin } => {
+                accounts::create_user(&settings, &login, admin).await
+            }
+            UserCommand::List => accounts::list_users(&settings).await,
+            UserCommand::Disable { login } => {
+                accounts::set_user_disabled(&settings, &login, true).await
+            }
+            UserCommand::Enable { login } => {
+                accounts::set_user_disabled(&settings, &login, false).await
+            }
+        },
         Command::Token { command } => match command {
             TokenCommand::Create {
                 user,
-                kind,
+                deploy,
                 label,
                 scopes,
+                read,
+                write,
                 crates,
                 expires_in_days,
+                no_expiry,
             } => {
-                let kind = match kind {
-                    Kind::Personal => depot_events::TokenKind::Personal,
-                    Kind::Deploy => depot_events::TokenKind::Deploy,
-                    Kind::Ci => depot_events::TokenKind::Ci,
-                };
-                let scopes = scopes
-                    .into_iter()
-                    .map(|s| match s {
-                        Scope::PublishNew => depot_events::TokenScope::PublishNew,
-                        Scope::PublishUpdate => depot_events::TokenScope::PublishUpdate,
-                        Scope::Yank => depot_events::TokenScope::Yank,
-                        Scope::ChangeOwners => depot_events::TokenScope::ChangeOwners,
-                    })
-                    .collect();
-                roles::create_token(
-                    &settings,
-                    &user,
-                    kind,
+                let holder = holder(user, deploy)?.expect("clap requires --user or --deploy");
+                let mut scopes: Vec<_> = scopes.into_iter().map(Scope::event).collect();
+                if read {
+                    scopes.push(depot_events::TokenScope::Read);
+                }
+                if write {
+                    scopes.extend(depot_events::TokenScope::WRITE);
+                }
+                let mut unique = Vec::new();
+                for scope in scopes {
+                    if !unique.contains(&scope) {
+                        unique.push(scope);
+                    }
+                }
+                let scopes = unique;
+                let spec = accounts::TokenSpec {
                     label,
                     scopes,
                     crates,
                     expires_in_days,
-                )
-                .await
+                    no_expiry,
+                };
+                accounts::create_token(&settings, holder, spec).await
             }
+            TokenCommand::List { user, deploy } => {
+                accounts::list_tokens(&settings, holder(user, deploy)?).await
+            }
+            TokenCommand::Revoke { id } => accounts::revoke_token(&settings, &id).await,
         },
     }
 }

@@ -4,12 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use depot_api::{ApiConfig, AppState};
-use depot_eventlog::{
-    EventLog, Expected, JetStreamConfig, JetStreamLog, LocalNotifier, Notifier, SqliteLog,
-};
-use depot_events::{Envelope, Event, Timestamp, TokenIssued, TokenKind, TokenScope};
+use depot_eventlog::{EventLog, JetStreamConfig, JetStreamLog, LocalNotifier, Notifier, SqliteLog};
 use depot_extractor::Extractor;
 use depot_projector::{CRATE_CHANGED_TOPIC, Projector};
 use depot_store::{BlobStore, Store, Target};
@@ -158,7 +154,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
     };
     let public_url = settings.public_url(bound);
     if roles.api && roles.projector && roles.extractor {
-        welcome_first_user(log.as_ref(), &public_url).await?;
+        crate::accounts::welcome_first_user(log.as_ref(), settings, &public_url).await?;
     }
 
     let metrics_listener = match settings.metrics_listen.as_str() {
@@ -235,6 +231,8 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             command_wait: Duration::from_secs(10),
             index_cache_ttl: Duration::from_secs(5),
             limits: settings.edge_limits(),
+            auth_required: settings.auth_required,
+            default_token_lifetime: settings.default_token_lifetime(),
         };
         let state = AppState::new(
             config,
@@ -312,113 +310,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Checks a login: 1–39 ASCII letters, digits, `-` or `_`, starting with a letter or digit
-/// ([`depot_index::Login`]).
-fn validate_login(login: &str) -> anyhow::Result<depot_index::Login> {
-    Ok(depot_index::Login::parse(login)?)
-}
-
-/// Appends `token_issued` for a new random secret and returns the secret and the token id.
-async fn issue_token(
-    log: &dyn EventLog,
-    user: &str,
-    kind: TokenKind,
-    label: Option<String>,
-    scopes: Vec<TokenScope>,
-    crates: Vec<String>,
-    expires_in_days: Option<u32>,
-) -> anyhow::Result<(String, uuid::Uuid)> {
-    let login = validate_login(user)?;
-    let secret = depot_auth::generate_secret();
-    let expires_at = expires_in_days.map(|days| {
-        Timestamp::from_unix_millis(
-            Timestamp::now().unix_millis() + i64::from(days) * 24 * 3600 * 1000,
-        )
-    });
-    let token = TokenIssued {
-        token_id: uuid::Uuid::now_v7(),
-        user: user.to_owned(),
-        secret_sha256: depot_auth::hash_secret(&secret),
-        kind,
-        label,
-        scopes,
-        crates,
-        expires_at,
-    };
-    let token_id = token.token_id;
-    let envelope = Envelope::new("depot:admin", Event::TokenIssued(token));
-    log.append(
-        &depot_events::subject::principal(&login),
-        Expected::Any,
-        &envelope.id.to_string(),
-        Bytes::from(envelope.encode()),
-    )
-    .await
-    .context("cannot record the token in the event log")?;
-    Ok((secret, token_id))
-}
-
-/// `depot token create`: prints the secret, alone on the last line of standard output.
-pub(crate) async fn create_token(
-    settings: &Settings,
-    user: &str,
-    kind: TokenKind,
-    label: Option<String>,
-    scopes: Vec<TokenScope>,
-    crates: Vec<String>,
-    expires_in_days: Option<u32>,
-) -> anyhow::Result<()> {
-    validate_login(user)?;
-    let backend = open_log(settings).await?;
-    let (secret, token_id) = issue_token(
-        backend.log.as_ref(),
-        user,
-        kind,
-        label,
-        scopes,
-        crates,
-        expires_in_days,
-    )
-    .await?;
-    eprintln_note(&format!(
-        "created token {token_id} for user `{user}`; it is shown only once and works once the projector has applied it:"
-    ));
-    println!("{secret}");
-    Ok(())
-}
-
-/// On the first start of a new registry (an empty event log), creates the user `admin` with a
-/// token and prints how to point cargo at Depot.
-async fn welcome_first_user(log: &dyn EventLog, public_url: &str) -> anyhow::Result<()> {
-    if log.head().await? > 0 {
-        return Ok(());
-    }
-    let (secret, _) = issue_token(
-        log,
-        "admin",
-        TokenKind::Personal,
-        Some("created on first start".to_owned()),
-        Vec::new(),
-        Vec::new(),
-        None,
-    )
-    .await?;
-    println!(
-        "\nDepot is ready. A first user, `admin`, was created with this token (shown only once):\n\n    \
-         {secret}\n\nAdd Depot to ~/.cargo/config.toml:\n\n    [registries.depot]\n    \
-         index = \"sparse+{public_url}/index/\"\n    credential-provider = [\"cargo:token\"]\n\n\
-         and log in (cargo reads the token from standard input):\n\n    \
-         echo {secret} | cargo login --registry depot\n\n\
-         More tokens: depot token create --user NAME\n"
-    );
-    Ok(())
-}
-
-#[expect(clippy::print_stderr, reason = "CLI output for humans")]
-fn eprintln_note(text: &str) {
-    eprintln!("{text}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,14 +321,5 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-    }
-
-    #[test]
-    fn logins() {
-        assert!(validate_login("alice").is_ok());
-        assert!(validate_login("ci-bot_2").is_ok());
-        assert!(validate_login("").is_err());
-        assert!(validate_login("-x").is_err());
-        assert!(validate_login("a.b").is_err());
     }
 }

@@ -371,7 +371,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
     let alice = with_a_crate(&depot).await;
     let baseline = Baseline::take(&depot).await;
 
-    // Malformed or wrong `Authorization` values: 403, as for any failed authentication.
+    // Malformed or wrong `Authorization` values: 401, as for any failed authentication.
     let long = "x".repeat(8000);
     let bearer_long = format!("Bearer {long}");
     let values: Vec<&[u8]> = vec![
@@ -422,7 +422,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
                     &depot,
                     &format!("{method} {target} with Authorization {shown:?}"),
                     &response,
-                    403,
+                    401,
                 )
                 .await;
         }
@@ -437,7 +437,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
     )
     .await;
     baseline
-        .refused(&depot, "yank without Authorization", &response, 403)
+        .refused(&depot, "yank without Authorization", &response, 401)
         .await;
 
     // Bad query strings on search.
@@ -601,7 +601,7 @@ async fn an_early_publish_error_closes_its_connection(setup: Setup) {
         (
             "an unknown token",
             publish_body(&metadata("early", "1.0.0"), &krate),
-            403,
+            401,
         ),
         (
             "a declared crate over the limit",
@@ -616,7 +616,7 @@ async fn an_early_publish_error_closes_its_connection(setup: Setup) {
         ),
     ];
     for (what, body, status) in refusals {
-        let token = if status == 403 {
+        let token = if status == 401 {
             "not-a-token"
         } else {
             alice.as_str()

@@ -206,28 +206,34 @@ async fn startup_fails_fast_with_a_clear_message() {
 
 on_both_setups!(index_files_etags_paths_and_downloads);
 
-/// The zero-setup first start creates `admin` and prints its token and the cargo config.
+/// The zero-setup first start creates the admin `admin`, writes its token to a file only the
+/// owner can read, and prints the file's path and the cargo config, never the secret.
 #[tokio::test(flavor = "multi_thread")]
-async fn first_start_prints_a_working_admin_token() {
+async fn first_start_writes_a_working_admin_token_to_a_private_file() {
     let mut depot = TestDepot::start_on(Setup::Embedded, &[]).await;
+    let path = depot.data_dir().join("admin-token");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let token = loop {
         let stdout = depot.stdout();
-        if let Some(token) = stdout
-            .lines()
-            .map(str::trim)
-            .find(|line| line.starts_with("depot_"))
-        {
+        if stdout.contains("cargo login --registry depot") {
             assert!(
                 stdout.contains(&format!("index = \"{}\"", depot.index_url())),
                 "{stdout}"
             );
-            assert!(stdout.contains("cargo login --registry depot"), "{stdout}");
-            break token.to_owned();
+            let shown = std::fs::canonicalize(&path).unwrap();
+            assert!(stdout.contains(&shown.display().to_string()), "{stdout}");
+            let token = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+            assert!(token.starts_with("depot_"), "{token}");
+            assert!(!stdout.contains(&token), "the secret was printed: {stdout}");
+            assert!(!depot.output().contains(&token), "the secret was logged");
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+            break token;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no token printed: {stdout}"
+            "no welcome printed: {stdout}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
@@ -244,6 +250,7 @@ async fn first_start_prints_a_working_admin_token() {
         if res.status() == 200 {
             let body: serde_json::Value = res.json().await.unwrap();
             assert_eq!(body["user"]["login"], "admin");
+            assert_eq!(body["user"]["admin"], true);
             break;
         }
         assert!(
@@ -255,6 +262,11 @@ async fn first_start_prints_a_working_admin_token() {
     // Only on the first start.
     depot.restart().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!depot.stdout().contains("depot_"), "{}", depot.stdout());
+    assert!(
+        !depot.stdout().contains("Depot is ready"),
+        "{}",
+        depot.stdout()
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), token);
     assert_eq!(me(&depot).await.unwrap().status(), 200);
 }

@@ -192,7 +192,7 @@ async fn names_versions_and_ownership(setup: Setup) {
         &depot,
         "depot_not-a-real-token",
         publish("foo-bar", "1.1.0", ""),
-        403,
+        401,
         "authentication failed",
     )
     .await;
@@ -204,7 +204,13 @@ async fn names_versions_and_ownership(setup: Setup) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status().as_u16(), 403);
+    assert_eq!(res.status().as_u16(), 401);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Cargo login_url=")
+    );
     assert!(
         res.text()
             .await
