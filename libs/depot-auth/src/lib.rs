@@ -27,8 +27,12 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The longest secret looked up; longer values are malformed (Depot's are 46 characters).
+pub const MAX_SECRET_LEN: usize = 256;
+
 /// Extracts the secret from an `Authorization` header value: the raw token, or `Bearer <token>`
-/// (scheme compared case-insensitively). Returns `None` for an empty value or another scheme.
+/// (scheme compared case-insensitively). Returns `None` for an empty value, another scheme, or
+/// a secret that is not 1 to [`MAX_SECRET_LEN`] printable ASCII characters without spaces.
 pub fn secret_from_header(value: &str) -> Option<&str> {
     let value = value.trim();
     let secret = match value.split_once(' ') {
@@ -36,7 +40,8 @@ pub fn secret_from_header(value: &str) -> Option<&str> {
         Some(_) => return None,
         None => value,
     };
-    (!secret.is_empty()).then_some(secret)
+    let printable = secret.bytes().all(|b| b.is_ascii_graphic());
+    (!secret.is_empty() && secret.len() <= MAX_SECRET_LEN && printable).then_some(secret)
 }
 
 /// What a token is allowed to do: its scopes and crate patterns (both empty = everything).
@@ -170,6 +175,9 @@ mod tests {
         assert_eq!(secret_from_header("Bearer depot_x"), Some("depot_x"));
         assert_eq!(secret_from_header("bearer  depot_x "), Some("depot_x"));
         assert_eq!(secret_from_header("Basic abc"), None);
+        assert_eq!(secret_from_header("Bearer a b"), None);
+        assert_eq!(secret_from_header("depot_\u{e9}"), None);
+        assert_eq!(secret_from_header(&"x".repeat(MAX_SECRET_LEN + 1)), None);
         assert_eq!(secret_from_header("  "), None);
     }
 

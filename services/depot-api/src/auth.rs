@@ -79,16 +79,17 @@ impl Principal {
         }
     }
 
-    /// Whether the caller may act on a crate it does not own (within its scopes and crate
-    /// patterns): admins, and tokens of no person (deploy and CI tokens act on exactly the
-    /// crates their patterns name).
-    pub(crate) fn acts_without_ownership(&self) -> bool {
-        self.admin || self.kind != TokenKind::Personal
+    /// Whether the caller may publish new versions of an existing crate (within its scopes and
+    /// crate patterns): its owners, and tokens of no person (deploy and CI tokens act on exactly
+    /// the crates their patterns name, whoever owns them).
+    pub(crate) fn may_publish_to(&self, krate: &depot_events::CrateState) -> bool {
+        self.kind != TokenKind::Personal || krate.is_owner(&self.login)
     }
 
-    /// Whether the caller is an owner of the crate, or may act as one.
-    pub(crate) fn may_act_on(&self, krate: &depot_events::CrateState) -> bool {
-        self.acts_without_ownership() || krate.is_owner(&self.login)
+    /// Whether the caller may yank versions of a crate and manage its owners: as for
+    /// publishing, and admins too.
+    pub(crate) fn may_manage(&self, krate: &depot_events::CrateState) -> bool {
+        self.admin || self.may_publish_to(krate)
     }
 }
 

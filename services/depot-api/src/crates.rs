@@ -61,7 +61,7 @@ async fn set_yanked(
             if !krate.exists() {
                 return Err(crate_not_found(&name));
             }
-            if !principal.may_act_on(krate) {
+            if !principal.may_manage(krate) {
                 return Err(ApiError::forbidden("you are not an owner of this crate"));
             }
             let Some(version) = krate.accepted_version(&vers) else {
@@ -191,7 +191,7 @@ async fn change_owners(
         if !krate.exists() {
             return Err(crate_not_found(&name));
         }
-        if !principal.may_act_on(krate) {
+        if !principal.may_manage(krate) {
             return Err(ApiError::forbidden(
                 "only owners have permission to modify owners",
             ));

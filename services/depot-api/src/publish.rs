@@ -270,7 +270,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Only owners may publish new versions; a token must carry the matching scope.
 fn check_permission(krate: &CrateState, principal: &Principal, name: &str) -> Result<(), ApiError> {
     if krate.exists() {
-        if !principal.may_act_on(krate) {
+        if !principal.may_publish_to(krate) {
             return Err(ApiError::forbidden(
                 "this crate exists but you don't seem to be an owner. If you believe this is a \
                  mistake, ask an owner to add you with `cargo owner --add`.",

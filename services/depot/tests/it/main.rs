@@ -5,6 +5,8 @@
 #[macro_use]
 mod support;
 
+mod app;
+mod auth_matrix;
 mod cargo_e2e;
 mod extractor_faults;
 mod faults;
