@@ -150,14 +150,16 @@ pub(crate) async fn create_token(
             .default_token_lifetime
             .map(|lifetime| after(now, lifetime)),
     };
+    let explicit = request.expired_at.is_some();
     let expires_at = match (expires_at, principal.expires_at) {
-        (Some(new), Some(own)) if new > own => {
+        (Some(new), Some(own)) if new > own && explicit => {
             return Err(ApiError::forbidden(
                 "a token cannot create a token that outlives it",
             ));
         }
+        (Some(new), Some(own)) => Some(new.min(own)),
         (None, Some(own)) => Some(own),
-        (new, _) => new,
+        (new, None) => new,
     };
     let login = Login::parse(&principal.login).map_err(ApiError::internal)?;
     if state.store().tokens(Some(&principal.login)).await?.len() >= MAX_TOKENS_PER_USER {

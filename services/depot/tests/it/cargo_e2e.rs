@@ -150,7 +150,93 @@ async fn cargo_publishes_a_large_incompressible_crate(setup: Setup) {
     home.build(&consumer).await.assert_success();
 }
 
+/// With `DEPOT_AUTH_REQUIRED=true`, the real cargo logs in, publishes, fetches and builds a
+/// consumer, yanks, manages owners and searches, all with the token; without one it gets
+/// cargo's own login guidance, and with a wrong one cargo's "token rejected".
+async fn cargo_against_an_auth_required_registry(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[("DEPOT_AUTH_REQUIRED", "true")]).await;
+    let alice = depot.token("alice").await;
+    let bob = depot.token("bob").await;
+
+    // No token: cargo's 401 guidance, before anything is served.
+    let anonymous = CargoHome::new("depot", &depot.index_url(), None);
+    let consumer = CargoProject::new_bin("consumer", "0.1.0")
+        .dep("secret-core", "0.1")
+        .main_rs("fn main() { assert_eq!(secret_core::answer(), 42); }\n");
+    anonymous
+        .run(&consumer, &["fetch"])
+        .await
+        .assert_failure_contains(
+            "no token found for `depot`, please run `cargo login --registry depot`",
+        );
+
+    // `cargo login`, then everything else with the stored token.
+    let home = CargoHome::new("depot", &depot.index_url(), None);
+    home.login(&alice).await.assert_success();
+    let core = CargoProject::new_lib("secret-core", "0.1.0")
+        .description("Private core")
+        .lib_rs("pub fn answer() -> u32 { 42 }\n");
+    home.publish(&core).await.assert_success();
+    home.build(&consumer).await.assert_success();
+    home.yank("secret-core", "0.1.0").await.assert_success();
+    home.unyank("secret-core", "0.1.0").await.assert_success();
+    home.owner_add("secret-core", &["bob"])
+        .await
+        .assert_success();
+    home.owner_list("secret-core")
+        .await
+        .assert_success()
+        .assert_stdout_contains("bob");
+    let found = home.search("secret").await;
+    found.assert_success();
+    assert!(
+        found.stdout.contains("secret-core = \"0.1.0\""),
+        "{}",
+        found.stdout
+    );
+    let bob_home = CargoHome::new("depot", &depot.index_url(), Some(&bob));
+    let next = CargoProject::new_lib("secret-core", "0.2.0").description("Private core");
+    bob_home.publish(&next).await.assert_success();
+
+    // A wrong token: cargo reports the rejection and names `cargo login`.
+    let wrong = CargoHome::new("depot", &depot.index_url(), Some("depot_not-a-real-token"));
+    wrong
+        .run(&consumer, &["fetch"])
+        .await
+        .assert_failure_contains("please run `cargo login --registry depot`");
+
+    // What cargo fetched is not for shared caches; nothing is served without a token.
+    let response = depot
+        .http
+        .get(format!("{}/index/se/cr/secret-core", depot.url))
+        .header("Authorization", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "private, no-cache");
+    for path in [
+        "/index/config.json",
+        "/index/se/cr/secret-core",
+        "/api/v1/crates/secret-core/0.1.0/download",
+        "/api/v1/crates?q=secret",
+    ] {
+        let response = depot
+            .http
+            .get(format!("{}{path}", depot.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(
+            !response.text().await.unwrap().contains("secret-core\""),
+            "{path}"
+        );
+    }
+}
+
 on_both_setups!(
+    cargo_against_an_auth_required_registry,
     cargo_publish_build_yank_owner_search,
     cargo_publishes_a_large_incompressible_crate
 );

@@ -20,4 +20,5 @@ mod race;
 mod read_side;
 mod replay;
 mod slow_clients;
+mod tokens;
 mod validation;

@@ -160,6 +160,13 @@ impl TestDepot {
         self.output = output;
     }
 
+    /// Starts one more `depot api` process on this Depot's backends, on its own port; returns
+    /// its URL. It stops when the guard is dropped.
+    pub(crate) fn another_api(&self) -> (String, ApiProcess) {
+        let (child, url, _) = spawn_role(&self.env, "api");
+        (url, ApiProcess(child))
+    }
+
     /// Sends SIGKILL to the server.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -169,6 +176,11 @@ impl TestDepot {
     /// The process id of the running server.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The read models, for checks that the projector applied something.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The data directory.
@@ -645,5 +657,15 @@ impl Drop for RoleProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `depot api` process started by [`TestDepot::another_api`], killed on drop.
+pub(crate) struct ApiProcess(Child);
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
