@@ -288,10 +288,11 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.config().auth_required && !PUBLIC_PATHS.contains(&request.uri().path()) {
-        if let Err(e) = authenticate(&state, request.headers()).await {
-            return e.into_response();
-        }
+    if state.config().auth_required
+        && !PUBLIC_PATHS.contains(&request.uri().path())
+        && let Err(e) = authenticate(&state, request.headers()).await
+    {
+        return e.into_response();
     }
     next.run(request).await
 }

@@ -255,10 +255,10 @@ async fn wait_for_token(
     let deadline = Instant::now() + state.config().command_wait;
     let id = token_id.to_string();
     loop {
-        if let Some(row) = state.store().token(&id).await? {
-            if done(&row) {
-                return Ok(row);
-            }
+        if let Some(row) = state.store().token(&id).await?
+            && done(&row)
+        {
+            return Ok(row);
         }
         if Instant::now() >= deadline {
             return Err(ApiError::unavailable(

@@ -296,10 +296,12 @@ pub(crate) async fn create_user(
 ) -> anyhow::Result<()> {
     let login = Login::parse(login)?;
     let store = open_store(settings, 1).await?;
-    if let Some(user) = store.user_account(&login).await? {
-        if user.admin == admin || !admin {
-            anyhow::bail!("the user `{}` already exists", user.display);
-        }
+    // An existing user can only be made an admin (`--admin` again); anything else is a
+    // duplicate.
+    if let Some(user) = store.user_account(&login).await?
+        && (user.admin || !admin)
+    {
+        anyhow::bail!("the user `{}` already exists", user.display);
     }
     let backend = open_log(settings).await?;
     append(

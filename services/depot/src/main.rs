@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod audit;
 mod config;
 mod http;
 mod roles;
@@ -53,6 +54,18 @@ enum Command {
     Gc {
         #[command(flatten)]
         gc: GcSettings,
+    },
+    /// Who did what and when, from the event log: publishes, yanks, owners, tokens, users.
+    Audit {
+        /// Only events of this crate.
+        #[arg(long = "crate")]
+        krate: Option<String>,
+        /// Only events by or about this user (or `deploy:<name>`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events since this time: RFC 3339, or an age such as 90m, 12h, 7d.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Manage users: create, list, disable, enable.
     User {
@@ -220,6 +233,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Gc { gc } => admin::gc(&settings, gc.grace()).await,
+        Command::Audit { krate, user, since } => {
+            let filter =
+                audit::AuditFilter::parse(krate.as_deref(), user.as_deref(), since.as_deref())?;
+            audit::audit(&settings, &filter).await
+        }
         Command::User { command } => match command {
             UserCommand::Create { login, admin } => {
                 accounts::create_user(&settings, &login, admin).await

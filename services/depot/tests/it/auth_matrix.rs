@@ -142,7 +142,7 @@ enum Route {
     TokenRevoke,
     LoginPage,
     Health,
-    UnknownRoute,
+    Nowhere,
 }
 
 const EVERY_ROUTE: [Route; 18] = [
@@ -163,7 +163,7 @@ const EVERY_ROUTE: [Route; 18] = [
     Route::TokenRevoke,
     Route::LoginPage,
     Route::Health,
-    Route::UnknownRoute,
+    Route::Nowhere,
 ];
 
 impl Route {
@@ -186,7 +186,7 @@ impl Route {
             Route::TokenRevoke => "`DELETE /api/v1/me/tokens/{id}` (an id not theirs)",
             Route::LoginPage => "`GET /me` (the login page)",
             Route::Health => "`GET /health`",
-            Route::UnknownRoute => "`GET /api/v1/nowhere`",
+            Route::Nowhere => "`GET /api/v1/nowhere`",
         }
     }
 
@@ -250,7 +250,7 @@ impl Route {
             ),
             Route::LoginPage => ("GET", "/me".into(), vec![]),
             Route::Health => ("GET", "/health".into(), vec![]),
-            Route::UnknownRoute => ("GET", "/api/v1/nowhere".into(), vec![]),
+            Route::Nowhere => ("GET", "/api/v1/nowhere".into(), vec![]),
         }
     }
 }
@@ -270,7 +270,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
                 403
             }
         }
-        UnknownRoute => 404,
+        Nowhere => 404,
         _ if who.invalid() => 401,
         Me => 200,
         PublishUpdate => match who {

@@ -274,8 +274,15 @@ impl TestDepot {
 
     /// Like [`TestDepot::token`], with extra arguments (`--scope`, `--crate`, …).
     pub(crate) async fn token_with(&self, user: &str, args: &[&str]) -> String {
+        let mut all = vec!["token", "create", "--user", user];
+        all.extend_from_slice(args);
+        self.token_with_args(&all).await
+    }
+
+    /// Runs `depot` with `args` (a `token create` command), and waits until the printed token
+    /// works.
+    pub(crate) async fn token_with_args(&self, args: &[&str]) -> String {
         let out = depot_command(&self.env)
-            .args(["token", "create", "--user", user])
             .args(args)
             .output()
             .expect("run depot token create");

@@ -306,7 +306,65 @@ async fn admin_commands_manage_users_and_tokens(setup: Setup) {
     }
 }
 
+
+/// `depot audit` tells who did what from the log: a publish by a deploy token shows the
+/// deploy identity and the token's kind and id, a yank the personal token used, and the
+/// filters select by crate, user and time.
+async fn audit_shows_who_did_what(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
+    let alice = depot.token("alice").await;
+    let builders = depot
+        .token_with_args(&[
+            "token", "create", "--deploy", "builders", "--read", "--write", "--crate", "audited",
+        ])
+        .await;
+    let body = crate::support::publish_body(
+        &crate::support::metadata("audited", "1.0.0"),
+        &crate::support::crate_bytes("audited", "1.0.0", ""),
+    );
+    let (status, reply) = depot.publish_raw(&builders, body).await;
+    assert_eq!(status, 200, "{reply}");
+    let response = depot
+        .http
+        .delete(format!("{}/api/v1/crates/audited/1.0.0/yank", depot.url))
+        .header("Authorization", &builders)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (ok, _, err) = depot.depot(&["user", "disable", "alice"]);
+    assert!(ok, "{err}");
+    drop(alice);
+
+    let (ok, out, err) = depot.depot(&["audit", "--crate", "audited"]);
+    assert!(ok, "{err}");
+    let publish = out.lines().find(|l| l.contains(" publish ")).expect(&out);
+    assert!(
+        publish.contains("deploy:builders") && publish.contains("deploy:0"),
+        "{out}"
+    );
+    assert!(publish.contains("audited 1.0.0"), "{out}");
+    assert!(out.lines().any(|l| l.contains(" accepted ")), "{out}");
+    let yank = out.lines().find(|l| l.contains(" yank ")).expect(&out);
+    assert!(yank.contains("deploy:builders"), "{out}");
+    assert!(!out.contains("user disabled"), "{out}");
+
+    let (ok, out, err) = depot.depot(&["audit", "--user", "alice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("user created"), "{out}");
+    assert!(out.contains("token issued"), "{out}");
+    assert!(out.contains("user disabled"), "{out}");
+    assert!(!out.contains("audited"), "{out}");
+
+    let (ok, out, err) = depot.depot(&["audit", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
+    let (ok, _, err) = depot.depot(&["audit", "--since", "last tuesday"]);
+    assert!(!ok && err.contains("--since"), "{err}");
+}
+
 on_both_setups!(
     token_api_creates_lists_and_revokes,
-    admin_commands_manage_users_and_tokens
+    admin_commands_manage_users_and_tokens,
+    audit_shows_who_did_what
 );
