@@ -281,7 +281,7 @@ impl TrustPolicy {
     /// at most [`MAX_POLICY_CLAIMS`] claims with names and patterns of at most
     /// [`MAX_POLICY_FIELD_BYTES`] bytes, at least one of them constraining (not only `*`).
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.issuer.len() > MAX_POLICY_FIELD_BYTES || check_url(&self.issuer, false).is_err() {
+        if !is_acceptable_issuer(&self.issuer) {
             return Err(PolicyError::Issuer(quote(&self.issuer)));
         }
         if self.audience.is_empty() {
@@ -391,6 +391,13 @@ fn quote(value: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Whether `issuer` is an acceptable issuer identifier: an absolute `https` URL (`http` only on
+/// 127.0.0.1, localhost or [::1]) with a host, no user info, query or fragment, of at most
+/// [`MAX_POLICY_FIELD_BYTES`] bytes. Only such issuers' documents should be fetched.
+pub fn is_acceptable_issuer(issuer: &str) -> bool {
+    issuer.len() <= MAX_POLICY_FIELD_BYTES && check_url(issuer, false).is_ok()
 }
 
 /// Checks that `url` is an absolute `https` URL, or `http` on a loopback host, with a host and
@@ -824,6 +831,24 @@ mod tests {
         assert_eq!(quote("plain"), "plain");
         assert_eq!(quote("a\nb\u{7}"), "a\\nb\\u{7}");
         assert_eq!(quote(&"é".repeat(101)), format!("{}…", "é".repeat(100)));
+    }
+
+    #[test]
+    fn acceptable_issuers() {
+        assert!(is_acceptable_issuer(
+            "https://token.actions.githubusercontent.com"
+        ));
+        assert!(is_acceptable_issuer("https://gitlab.example.com/"));
+        assert!(is_acceptable_issuer("http://127.0.0.1:4000"));
+        assert!(is_acceptable_issuer("http://LOCALHOST"));
+        assert!(!is_acceptable_issuer("http://10.0.0.1"));
+        assert!(!is_acceptable_issuer("http://127.0.0.1.evil.example"));
+        assert!(!is_acceptable_issuer("https://a.example/\n"));
+        assert!(!is_acceptable_issuer("https://[::1"));
+        assert!(!is_acceptable_issuer(&format!(
+            "https://{}",
+            "a".repeat(300)
+        )));
     }
 
     #[test]
