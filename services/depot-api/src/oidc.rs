@@ -386,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_refreshes_once_and_random_kids_do_not_refetch() {
         let issuer = OidcIssuer::start().await;
-        let interval = Duration::from_millis(300);
+        let interval = Duration::from_secs(1);
         let cache = JwksCache::new(limits(interval));
         let url = issuer.url();
 
@@ -451,14 +451,14 @@ mod tests {
     async fn keys_expire_after_max_age() {
         let issuer = OidcIssuer::start().await;
         let cache = JwksCache::new(JwksLimits {
-            max_age: Duration::from_millis(100),
+            max_age: Duration::from_secs(1),
             min_refresh_interval: Duration::ZERO,
             ..JwksLimits::default()
         });
         cache.keys(&issuer.url()).await.unwrap();
         cache.keys(&issuer.url()).await.unwrap();
         assert_eq!(issuer.jwks_requests(), 1);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         cache.keys(&issuer.url()).await.unwrap();
         assert_eq!(issuer.jwks_requests(), 2);
     }
