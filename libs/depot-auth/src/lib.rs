@@ -3,6 +3,11 @@
 //! A token's secret is shown once, when it is created; only its sha256 is recorded (in the
 //! `token_issued` event and the read model). Requests present the secret in `Authorization`, raw
 //! or as `Bearer <secret>`; the api hashes it and looks the hash up.
+//!
+//! [`oidc`] verifies the OpenID Connect ID tokens of CI systems and matches them against trust
+//! policies, for trusted publishing.
+
+pub mod oidc;
 
 use depot_events::TokenScope;
 use rand::Rng;

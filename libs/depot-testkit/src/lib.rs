@@ -1,4 +1,5 @@
-//! Test support for Depot: real NATS/PostgreSQL fixtures and a driver for the real cargo.
+//! Test support for Depot: real NATS/PostgreSQL fixtures, a driver for the real cargo and a
+//! local OIDC issuer.
 //!
 #![doc = include_str!("../README.md")]
 
@@ -7,6 +8,7 @@ mod cargo_home;
 mod cargo_project;
 mod database;
 mod env;
+mod oidc;
 mod servers;
 
 pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
@@ -14,6 +16,7 @@ pub use cargo_home::CargoHome;
 pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
 pub use database::TestDatabase;
 pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
+pub use oidc::{DEFAULT_OIDC_SUBJECT, OidcIssuer};
 pub use servers::{
     NATS_SERVER_VAR, PG_BIN_VAR, PgStopMode, PrivateNats, PrivatePostgres, free_port,
 };

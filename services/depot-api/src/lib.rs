@@ -13,6 +13,7 @@ mod extract;
 mod index;
 mod limits;
 mod metrics;
+mod oidc;
 mod publish;
 mod rate_limit;
 mod tokens;
@@ -33,6 +34,7 @@ use tower_http::trace::TraceLayer;
 pub use changes::spawn_change_listener;
 pub use error::ApiError;
 pub use limits::EdgeLimits;
+pub use oidc::{JwksCache, JwksError, JwksLimits};
 pub use rate_limit::RateSpec;
 
 /// Settings of the api role.

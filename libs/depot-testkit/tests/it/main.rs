@@ -1,6 +1,8 @@
-//! Self-checks of the testkit against the real cargo, PostgreSQL and NATS.
+//! Self-checks of the testkit against the real cargo, PostgreSQL and NATS, and of its OIDC
+//! issuer against Depot's verifier.
 
 mod cargo_driver;
 mod database;
 mod nats;
+mod oidc;
 mod responder;
