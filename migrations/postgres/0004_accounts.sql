@@ -22,12 +22,14 @@ CREATE TABLE trusts (
     gen        bigint NOT NULL,
     trust_id   text NOT NULL,
     canon      text NOT NULL,
-    policy     text NOT NULL,          -- TrustPolicy JSON: issuer, audience, required claims
+    issuer     text NOT NULL,
+    policy     text NOT NULL,          -- the trust_added JSON: issuer, audience, required claims
     created_by text NOT NULL,
     created_at bigint NOT NULL,
     PRIMARY KEY (gen, trust_id)
 );
 CREATE INDEX trusts_canon_idx ON trusts (gen, canon);
+CREATE INDEX trusts_issuer_idx ON trusts (gen, issuer);
 
 -- Crates that accept only tokens minted by trusted publishing for publishing.
 CREATE TABLE trusted_only (

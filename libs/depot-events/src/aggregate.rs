@@ -79,6 +79,9 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::UserCreated(_)
         | Event::UserDisabled(_)
         | Event::UserEnabled(_)
+        | Event::TrustAdded(_)
+        | Event::TrustRemoved(_)
+        | Event::TrustedOnlySet(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -252,6 +255,9 @@ impl CrateState {
             | Event::UserCreated(_)
             | Event::UserDisabled(_)
             | Event::UserEnabled(_)
+            | Event::TrustAdded(_)
+            | Event::TrustRemoved(_)
+            | Event::TrustedOnlySet(_)
             | Event::Unknown { .. } => {}
         }
     }

@@ -19,8 +19,8 @@ pub use aggregate::{
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
     Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
-    TokenRevoked, TokenScope, UserChanged, UserCreated, VersionAccepted, VersionRejected,
-    VersionUploaded, VersionYankToggled,
+    TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet, UserChanged, UserCreated,
+    VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
 };
 
 /// Subjects of the log: one per aggregate.
@@ -52,5 +52,10 @@ pub mod subject {
     /// each ID token is exchanged at most once, across every api process.
     pub fn oidc(digest_hex: &str) -> String {
         format!("oidc.{digest_hex}")
+    }
+
+    /// The subject of a CI token's later events (its revocation): `ci.<token id, simple hex>`.
+    pub fn ci_token(token_id: &uuid::Uuid) -> String {
+        format!("ci.{}", token_id.simple())
     }
 }

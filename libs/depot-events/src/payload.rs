@@ -40,6 +40,14 @@ pub enum Event {
     UserDisabled(UserChanged),
     /// A disabled user account was enabled again (`user_enabled`).
     UserEnabled(UserChanged),
+    /// A crate trusts ID tokens of an OIDC issuer that carry the given claims
+    /// (`trust_added`).
+    TrustAdded(TrustAdded),
+    /// A trust was removed (`trust_removed`).
+    TrustRemoved(TrustRemoved),
+    /// Publishing a crate was limited to trusted-publishing tokens, or opened again
+    /// (`trusted_only_set`).
+    TrustedOnlySet(TrustedOnlySet),
     /// An event type this build does not know (written by a newer build).
     Unknown {
         /// The `type` of the envelope.
@@ -65,6 +73,9 @@ impl Event {
             Event::UserCreated(_) => "user_created",
             Event::UserDisabled(_) => "user_disabled",
             Event::UserEnabled(_) => "user_enabled",
+            Event::TrustAdded(_) => "trust_added",
+            Event::TrustRemoved(_) => "trust_removed",
+            Event::TrustedOnlySet(_) => "trusted_only_set",
             Event::Unknown { kind, .. } => kind,
         }
     }
@@ -83,6 +94,9 @@ impl Event {
             Event::TokenRevoked(d) => json(d),
             Event::UserCreated(d) => json(d),
             Event::UserDisabled(d) | Event::UserEnabled(d) => json(d),
+            Event::TrustAdded(d) => json(d),
+            Event::TrustRemoved(d) => json(d),
+            Event::TrustedOnlySet(d) => json(d),
             Event::Unknown { data, .. } => data.clone(),
         }
     }
@@ -102,6 +116,9 @@ impl Event {
             "user_created" => Event::UserCreated(parse(data)?),
             "user_disabled" => Event::UserDisabled(parse(data)?),
             "user_enabled" => Event::UserEnabled(parse(data)?),
+            "trust_added" => Event::TrustAdded(parse(data)?),
+            "trust_removed" => Event::TrustRemoved(parse(data)?),
+            "trusted_only_set" => Event::TrustedOnlySet(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data,
@@ -392,4 +409,34 @@ pub struct UserChanged {
 pub struct TokenRevoked {
     /// The token's id.
     pub token_id: Uuid,
+}
+
+/// `trust_added` (on the crate's subject): CI jobs whose OIDC ID token was issued by `issuer`
+/// for `audience` and carries every claim of `claims` may exchange it for a short-lived token
+/// that publishes new versions of the crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustAdded {
+    /// The trust's id.
+    pub trust_id: Uuid,
+    /// The issuer URL, exactly as in the tokens' `iss`.
+    pub issuer: String,
+    /// The audience the tokens must be issued for (`aud`).
+    pub audience: String,
+    /// Required claims: name to pattern (`*` matches any run of characters).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+/// `trust_removed` (on the crate's subject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRemoved {
+    /// The trust's id.
+    pub trust_id: Uuid,
+}
+
+/// `trusted_only_set` (on the crate's subject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedOnlySet {
+    /// Whether only trusted-publishing tokens may publish the crate.
+    pub enabled: bool,
 }

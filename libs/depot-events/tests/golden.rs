@@ -248,6 +248,81 @@ fn tokens() {
 }
 
 #[test]
+fn accounts() {
+    check(
+        Event::TokenIssued(TokenIssued {
+            token_id: Uuid::parse_str(ID).unwrap(),
+            user: "ci:repo:acme/tools".into(),
+            secret_sha256: "dd".into(),
+            kind: TokenKind::Ci,
+            label: None,
+            scopes: vec![TokenScope::Read, TokenScope::PublishUpdate],
+            crates: vec!["acme_core".into()],
+            expires_at: Some(Timestamp::from_unix_millis(1_764_000_000_000)),
+            created_by: Some("trusted-publishing".into()),
+            oidc: Some(depot_events::OidcOrigin {
+                issuer: "https://gitlab.example".into(),
+                subject: Some("repo:acme/tools".into()),
+                jti: "j1".into(),
+                trusts: vec![Uuid::parse_str(ID).unwrap()],
+            }),
+        }),
+        &format!(
+            r#"{{"token_id":"{ID}","user":"ci:repo:acme/tools","secret_sha256":"dd","kind":"ci","label":null,"scopes":["read","publish-update"],"crates":["acme_core"],"expires_at":"2025-11-24T16:00:00.000Z","created_by":"trusted-publishing","oidc":{{"issuer":"https://gitlab.example","subject":"repo:acme/tools","jti":"j1","trusts":["{ID}"]}}}}"#
+        ),
+    );
+    check(
+        Event::UserCreated(depot_events::UserCreated {
+            login: "Alice".into(),
+            admin: true,
+        }),
+        r#"{"login":"Alice","admin":true}"#,
+    );
+    check(
+        Event::UserDisabled(depot_events::UserChanged {
+            login: "alice".into(),
+        }),
+        r#"{"login":"alice"}"#,
+    );
+    check(
+        Event::UserEnabled(depot_events::UserChanged {
+            login: "alice".into(),
+        }),
+        r#"{"login":"alice"}"#,
+    );
+    check(
+        Event::TrustAdded(depot_events::TrustAdded {
+            trust_id: Uuid::parse_str(ID).unwrap(),
+            issuer: "https://gitlab.example".into(),
+            audience: "depot".into(),
+            claims: [("project_path".to_owned(), "acme/*".to_owned())].into(),
+        }),
+        &format!(
+            r#"{{"trust_id":"{ID}","issuer":"https://gitlab.example","audience":"depot","claims":{{"project_path":"acme/*"}}}}"#
+        ),
+    );
+    check(
+        Event::TrustRemoved(depot_events::TrustRemoved {
+            trust_id: Uuid::parse_str(ID).unwrap(),
+        }),
+        &format!(r#"{{"trust_id":"{ID}"}}"#),
+    );
+    check(
+        Event::TrustedOnlySet(depot_events::TrustedOnlySet { enabled: true }),
+        r#"{"enabled":true}"#,
+    );
+    // Events written before these fields existed still read.
+    let old = format!(
+        r#"{{"id":"{ID}","type":"token_issued","schema":1,"at":"2025-11-24T16:00:00.123Z","actor":"x","data":{{"token_id":"{ID}","user":"a","secret_sha256":"dd","kind":"deploy"}}}}"#
+    );
+    let env = Envelope::decode(old.as_bytes()).unwrap();
+    let Event::TokenIssued(token) = env.event else {
+        panic!("{:?}", env.event)
+    };
+    assert_eq!((token.created_by, token.oidc), (None, None));
+}
+
+#[test]
 fn unknown_types_and_fields_are_tolerated() {
     let future = format!(
         r#"{{"id":"{ID}","type":"crate_renamed","schema":2,"at":"2025-11-24T16:00:00.123Z","actor":"x","data":{{"to":"y"}},"extra":1}}"#

@@ -18,5 +18,5 @@ pub use error::StoreError;
 pub use projection::{CrateSave, ProjectionTx, Target};
 pub use store::{
     CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
-    TokenRow, UploadOutcome, UserRow, VersionSummary,
+    TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,
 };

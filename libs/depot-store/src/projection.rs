@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use depot_events::{
     CrateHead, CrateState, ExtractedMetadata, RejectionReason, Timestamp, TokenIssued, TokenKind,
-    UserCreated, VersionState, VersionStatus, VersionUploaded, version_without_build,
+    TrustAdded, UserCreated, VersionState, VersionStatus, VersionUploaded, version_without_build,
 };
 use depot_index::IndexEntry;
 
@@ -734,6 +734,75 @@ impl ProjectionTx {
                 .bind(disabled)
                 .execute(conn)
                 .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a crate's trust in an OIDC issuer (trusted publishing).
+    pub async fn add_trust(
+        &mut self,
+        canon: &str,
+        trust: &TrustAdded,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let gen_ = self.gen_;
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query(
+                "INSERT INTO trusts (gen, trust_id, canon, issuer, policy, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (gen, trust_id) DO NOTHING",
+            )
+            .bind(gen_)
+            .bind(trust.trust_id.to_string())
+            .bind(canon)
+            .bind(&trust.issuer)
+            .bind(json(trust))
+            .bind(actor)
+            .bind(at.unix_millis())
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes a crate's trust.
+    pub async fn remove_trust(
+        &mut self,
+        canon: &str,
+        trust_id: uuid::Uuid,
+    ) -> Result<(), StoreError> {
+        let gen_ = self.gen_;
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query("DELETE FROM trusts WHERE gen = $1 AND trust_id = $2 AND canon = $3")
+                .bind(gen_)
+                .bind(trust_id.to_string())
+                .bind(canon)
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Limits publishing a crate to trusted-publishing tokens, or lifts the limit.
+    pub async fn set_trusted_only(&mut self, canon: &str, enabled: bool) -> Result<(), StoreError> {
+        let gen_ = self.gen_;
+        on_tx!(&mut self.tx, conn => {
+            if enabled {
+                sqlx::query(
+                    "INSERT INTO trusted_only (gen, canon) VALUES ($1, $2) \
+                     ON CONFLICT (gen, canon) DO NOTHING",
+                )
+                .bind(gen_)
+                .bind(canon)
+                .execute(conn)
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM trusted_only WHERE gen = $1 AND canon = $2")
+                    .bind(gen_)
+                    .bind(canon)
+                    .execute(conn)
+                    .await?;
+            }
         });
         Ok(())
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::StoreError;
 use crate::db::{Db, Tx, on_read, on_tx, on_write, to_i64, to_u64};
 use depot_events::{
-    CrateHead, CrateState, RejectionReason, Timestamp, TokenKind, TokenScope, VersionState,
-    VersionStatus, version_without_build,
+    CrateHead, CrateState, RejectionReason, Timestamp, TokenKind, TokenScope, TrustAdded,
+    VersionState, VersionStatus, version_without_build,
 };
 
 /// `WHERE gen = …` for the active generation, usable in `concat!`.
@@ -76,6 +76,19 @@ pub struct TokenRow {
     pub admin: bool,
     /// For a personal token: whether its user is disabled.
     pub user_disabled: bool,
+}
+
+/// A crate's trust in an OIDC issuer (trusted publishing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustRow {
+    /// The crate (canonical name).
+    pub canon: String,
+    /// The trust as it was added: id, issuer, audience and required claims.
+    pub trust: TrustAdded,
+    /// Who added it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
 }
 
 /// A user account.
@@ -541,6 +554,51 @@ impl Store {
         Ok(())
     }
 
+    /// The trusts of every crate in ID tokens of `issuer` (active generation), oldest first.
+    pub async fn trusts_for_issuer(&self, issuer: &str) -> Result<Vec<TrustRow>, StoreError> {
+        let rows: Vec<(String, String, String, String, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT trust_id, canon, policy, created_by, created_at FROM trusts WHERE gen = ",
+                active_gen!(),
+                " AND issuer = $1 ORDER BY created_at, trust_id LIMIT 1000"
+            ))
+            .bind(issuer)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(trust_row).collect()
+    }
+
+    /// The trusts of one crate (active generation), oldest first.
+    pub async fn trusts_of(&self, canon: &str) -> Result<Vec<TrustRow>, StoreError> {
+        let rows: Vec<(String, String, String, String, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT trust_id, canon, policy, created_by, created_at FROM trusts WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1 ORDER BY created_at, trust_id"
+            ))
+            .bind(canon)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(trust_row).collect()
+    }
+
+    /// Whether only trusted-publishing tokens may publish the crate (active generation).
+    pub async fn trusted_only(&self, canon: &str) -> Result<bool, StoreError> {
+        let found: Option<String> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(concat!(
+                "SELECT canon FROM trusted_only WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1"
+            ))
+            .bind(canon)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// A user account, matched case-insensitively (active generation).
     pub async fn user_account(&self, login: &str) -> Result<Option<UserRow>, StoreError> {
         let row: Option<(String, bool, bool, i64)> = on_read!(&self.db, pool => {
@@ -780,7 +838,8 @@ impl Store {
              coalesce(CAST(expires_at AS TEXT), '-') || '|' || CAST(revoked AS TEXT) || '|' || \
              CAST(created_at AS TEXT) || '|' || coalesce(created_by, '-') \
              FROM tokens WHERE gen = $1 ORDER BY token_id",
-            "SELECT 'trusts ' || trust_id || '|' || canon || '|' || policy || '|' || created_by || \
+            "SELECT 'trusts ' || trust_id || '|' || canon || '|' || issuer || '|' || policy || '|' || \
+             created_by || \
              '|' || CAST(created_at AS TEXT) FROM trusts WHERE gen = $1 ORDER BY trust_id",
             "SELECT 'trusted_only ' || canon FROM trusted_only WHERE gen = $1 ORDER BY canon",
         ];
@@ -991,5 +1050,15 @@ fn token_row(raw: RawToken) -> Result<TokenRow, StoreError> {
         admin: admin.unwrap_or(false) && kind == TokenKind::Personal,
         user_disabled: disabled.unwrap_or(false) && kind == TokenKind::Personal,
         login,
+    })
+}
+
+fn trust_row(raw: (String, String, String, String, i64)) -> Result<TrustRow, StoreError> {
+    let (_, canon, policy, created_by, created_at) = raw;
+    Ok(TrustRow {
+        trust: serde_json::from_str(&policy).map_err(|e| json_err("trust policy", e))?,
+        canon,
+        created_by,
+        created_at: Timestamp::from_unix_millis(created_at),
     })
 }

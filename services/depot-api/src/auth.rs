@@ -36,7 +36,11 @@ const MAX_PENDING_USES: usize = 100_000;
 /// Paths that need no token even when the registry requires authentication: the health check,
 /// the login page cargo points to, and the trusted-publishing exchange (which authenticates
 /// with an OIDC ID token instead).
-const PUBLIC_PATHS: [&str; 3] = ["/health", "/me", "/api/v1/trusted_publishing/tokens"];
+const PUBLIC_PATHS: [&str; 3] = ["/health", "/me", TRUSTED_PUBLISHING_PATH];
+
+/// The trusted-publishing exchange (`POST`), which authenticates with an OIDC ID token.
+/// `DELETE` on the same path revokes the calling CI token, so it authenticates itself.
+const TRUSTED_PUBLISHING_PATH: &str = "/api/v1/trusted_publishing/tokens";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -159,7 +163,7 @@ impl TokenCache {
 
 /// A 401 answer: cargo shows the detail and, on the first `config.json` request, prompts
 /// with the login URL.
-fn unauthorized(state: &AppState, detail: &str) -> ApiError {
+pub(crate) fn unauthorized(state: &AppState, detail: &str) -> ApiError {
     let login_url = format!("{}/me", state.config().public_url);
     let challenge = HeaderValue::from_str(&format!("Cargo login_url=\"{login_url}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("Cargo"));

@@ -79,7 +79,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Parses a crate name taken from a path.
-fn crate_name(raw: &str) -> Result<CrateName, ApiError> {
+pub(crate) fn crate_name(raw: &str) -> Result<CrateName, ApiError> {
     CrateName::parse(raw).map_err(|e| ApiError::not_found(format!("no crate has this name: {e}")))
 }
 

@@ -17,6 +17,7 @@ mod oidc;
 mod publish;
 mod rate_limit;
 mod tokens;
+mod trusted;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use error::ApiError;
 pub use limits::EdgeLimits;
 pub use oidc::{JwksCache, JwksError, JwksLimits};
 pub use rate_limit::RateSpec;
+pub use trusted::TrustedPublishingConfig;
 
 /// Settings of the api role.
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ pub struct ApiConfig {
     pub auth_required: bool,
     /// How long a token created through the API lives when the request names no expiry.
     pub default_token_lifetime: Option<Duration>,
+    /// Trusted publishing: CI token lifetime and the issuers' key-set cache.
+    pub trusted_publishing: TrustedPublishingConfig,
 }
 
 impl ApiConfig {
@@ -92,6 +96,8 @@ struct Inner {
     rate_limits: rate_limit::RateLimits,
     in_flight: limits::InFlight,
     tokens: auth::TokenCache,
+    jwks: JwksCache,
+    trusted: TrustedPublishingConfig,
 }
 
 impl AppState {
@@ -115,6 +121,7 @@ impl AppState {
         );
         let rate_limits = rate_limit::RateLimits::new(limits.publish_rate, limits.command_rate);
         let in_flight = limits::InFlight::new(limits.max_in_flight);
+        let trusted = config.trusted_publishing;
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -127,6 +134,8 @@ impl AppState {
                 rate_limits,
                 in_flight,
                 tokens: auth::TokenCache::new(),
+                jwks: JwksCache::new(trusted.jwks),
+                trusted,
             }),
         }
     }
@@ -205,6 +214,22 @@ pub fn router(state: AppState) -> Router {
             get(tokens::list_tokens).put(tokens::create_token),
         )
         .route("/api/v1/me/tokens/{id}", delete(tokens::revoke_token))
+        .route(
+            "/api/v1/trusted_publishing/tokens",
+            axum::routing::post(trusted::exchange).delete(trusted::revoke_current),
+        )
+        .route(
+            "/api/v1/crates/{name}/trusted_publishers",
+            get(trusted::list_trusts).put(trusted::add_trust),
+        )
+        .route(
+            "/api/v1/crates/{name}/trusted_publishers/{id}",
+            delete(trusted::remove_trust),
+        )
+        .route(
+            "/api/v1/crates/{name}/trusted_publishing_only",
+            put(trusted::set_trusted_only),
+        )
         .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not found") })

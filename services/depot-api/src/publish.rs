@@ -18,7 +18,9 @@ use bytes::{Buf, Bytes};
 use depot_cratefile::{
     Frame, FramingError, FramingLimits, PublishFraming, PublishMetadata, ValidatedPublish,
 };
-use depot_events::{CrateState, Event, PublishCheck, PublishRefusal, TokenScope, VersionUploaded};
+use depot_events::{
+    CrateState, Event, PublishCheck, PublishRefusal, TokenKind, TokenScope, VersionUploaded,
+};
 use depot_index::{CanonicalName, CrateName, DependencyKind, Version};
 use depot_store::{BlobWriter, UploadOutcome};
 use futures::StreamExt as _;
@@ -147,6 +149,12 @@ async fn publish_inner(
     // 3. Checks that need no crate bytes: ownership, scopes, dependencies.
     let (krate, _) = load_crate(state, &canon, Some(&vers)).await?;
     check_permission(&krate, &principal, &name)?;
+    if principal.kind != TokenKind::Ci && state.store().trusted_only(&canon).await? {
+        return Err(ApiError::forbidden(format!(
+            "crate `{name}` accepts only trusted-publishing tokens: publish it from its trusted \
+             CI job"
+        )));
+    }
     check_dependencies(state, &validated).await?;
 
     // 4. The crate bytes, streamed to a temporary blob.

@@ -247,7 +247,7 @@ pub(crate) async fn revoke(
 
 /// Waits (up to the command wait) until the read models show the token in the state `done`
 /// asks for.
-async fn wait_for_token(
+pub(crate) async fn wait_for_token(
     state: &AppState,
     token_id: Uuid,
     done: impl Fn(&TokenRow) -> bool,

@@ -257,6 +257,7 @@ impl Projector {
                     }),
                 };
                 apply_crate_event(&mut tx, canon, work, stored.seq, envelope);
+                apply_trust_event(&mut tx, canon, envelope).await?;
             } else {
                 apply_principal_event(&mut tx, envelope).await?;
             }
@@ -451,7 +452,11 @@ fn apply_crate_event(
             }
             work.index_changed = Some((seq, envelope.at));
         }
-        Event::OwnersAdded(_) | Event::OwnersRemoved(_) => {}
+        Event::OwnersAdded(_)
+        | Event::OwnersRemoved(_)
+        | Event::TrustAdded(_)
+        | Event::TrustRemoved(_)
+        | Event::TrustedOnlySet(_) => {}
         Event::TokenIssued(_)
         | Event::TokenRevoked(_)
         | Event::UserCreated(_)
@@ -468,6 +473,24 @@ fn apply_crate_event(
     work.state.apply(envelope);
     work.last_seq = seq;
     work.updated_at = envelope.at;
+}
+
+/// Trusted-publishing settings of a crate live beside its aggregate, in their own tables.
+async fn apply_trust_event(
+    tx: &mut ProjectionTx,
+    canon: &str,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    match &envelope.event {
+        Event::TrustAdded(trust) => {
+            tx.add_trust(canon, trust, &envelope.actor, envelope.at)
+                .await?;
+        }
+        Event::TrustRemoved(removed) => tx.remove_trust(canon, removed.trust_id).await?,
+        Event::TrustedOnlySet(set) => tx.set_trusted_only(canon, set.enabled).await?,
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn apply_principal_event(tx: &mut ProjectionTx, envelope: &Envelope) -> anyhow::Result<()> {

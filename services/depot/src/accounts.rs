@@ -261,7 +261,7 @@ pub(crate) async fn revoke_token(settings: &Settings, id: &str) -> anyhow::Resul
         note(&format!("token {token_id} was already revoked"));
         return Ok(());
     }
-    let subject = subject_of(&token.login)?;
+    let subject = subject_of(&token.login, &token_id)?;
     let backend = open_log(settings).await?;
     append(
         backend.log.as_ref(),
@@ -277,12 +277,13 @@ pub(crate) async fn revoke_token(settings: &Settings, id: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// The subject holding the tokens of an identity (`alice`, `deploy:name` or `ci:…`).
-fn subject_of(identity: &str) -> anyhow::Result<String> {
+/// The subject of a token's revocation: its holder's (`alice`, `deploy:name`), or the CI
+/// token's own.
+fn subject_of(identity: &str, token_id: &uuid::Uuid) -> anyhow::Result<String> {
     if let Some(name) = identity.strip_prefix(depot_auth::DEPLOY_PREFIX) {
         Ok(depot_events::subject::deploy(&Login::parse(name)?))
     } else if identity.starts_with(depot_auth::CI_PREFIX) {
-        anyhow::bail!("CI tokens expire on their own and are revoked through their trust")
+        Ok(depot_events::subject::ci_token(token_id))
     } else {
         Ok(depot_events::subject::principal(&Login::parse(identity)?))
     }

@@ -258,6 +258,32 @@ pub(crate) fn describe(
             line.target = user.login.clone();
             line.about.push(user.login.to_ascii_lowercase());
         }
+        Event::TrustAdded(trust) => {
+            line.action = "trust added".into();
+            line.details = format!(
+                "{} for `{}`, requires {}",
+                trust.issuer,
+                trust.audience,
+                trust
+                    .claims
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Event::TrustRemoved(removed) => {
+            line.action = "trust removed".into();
+            line.details = removed.trust_id.to_string();
+        }
+        Event::TrustedOnlySet(set) => {
+            line.action = "trusted only".into();
+            line.details = if set.enabled {
+                "on".into()
+            } else {
+                "off".into()
+            };
+        }
         Event::Unknown { .. } => {}
     }
     line
@@ -269,6 +295,8 @@ fn holder_of(subject: &str) -> String {
         login.to_owned()
     } else if let Some(name) = subject.strip_prefix("deploy.") {
         format!("{}{name}", depot_auth::DEPLOY_PREFIX)
+    } else if subject.starts_with("ci.") || subject.starts_with("oidc.") {
+        "ci token".to_owned()
     } else {
         subject.to_owned()
     }

@@ -162,6 +162,26 @@ pub(crate) struct Settings {
     )]
     pub token_expiry_days: u32,
 
+    /// Minutes a CI token minted by trusted publishing lives (1 to 720).
+    #[arg(
+        long,
+        env = "DEPOT_CI_TOKEN_MINUTES",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=720),
+        global = true
+    )]
+    pub ci_token_minutes: u32,
+
+    /// The shortest time between two fetches of one OIDC issuer's keys (seconds): an ID token
+    /// signed with a key Depot has not seen makes it refetch, at most this often.
+    #[arg(
+        long,
+        env = "DEPOT_OIDC_REFRESH_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub oidc_refresh_secs: u64,
+
     /// Most keywords per crate.
     #[arg(long, env = "DEPOT_MAX_KEYWORDS", default_value_t = 5, global = true)]
     pub max_keywords: usize,
@@ -525,6 +545,18 @@ impl Settings {
     /// How long a publish waits for visibility.
     pub(crate) fn publish_wait(&self) -> Duration {
         Duration::from_secs(self.publish_wait_secs)
+    }
+
+    /// Trusted publishing.
+    pub(crate) fn trusted_publishing(&self) -> depot_api::TrustedPublishingConfig {
+        let defaults = depot_api::TrustedPublishingConfig::default();
+        depot_api::TrustedPublishingConfig {
+            ci_token_lifetime: Duration::from_secs(u64::from(self.ci_token_minutes) * 60),
+            jwks: depot_api::JwksLimits {
+                min_refresh_interval: Duration::from_secs(self.oidc_refresh_secs),
+                ..defaults.jwks
+            },
+        }
     }
 
     /// How long a new personal token lives by default (`None`: forever).

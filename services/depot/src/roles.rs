@@ -233,6 +233,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             limits: settings.edge_limits(),
             auth_required: settings.auth_required,
             default_token_lifetime: settings.default_token_lifetime(),
+            trusted_publishing: settings.trusted_publishing(),
         };
         let state = AppState::new(
             config,

@@ -21,4 +21,5 @@ mod read_side;
 mod replay;
 mod slow_clients;
 mod tokens;
+mod trusted;
 mod validation;

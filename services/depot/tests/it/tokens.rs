@@ -306,7 +306,6 @@ async fn admin_commands_manage_users_and_tokens(setup: Setup) {
     }
 }
 
-
 /// `depot audit` tells who did what from the log: a publish by a deploy token shows the
 /// deploy identity and the token's kind and id, a yank the personal token used, and the
 /// filters select by crate, user and time.
