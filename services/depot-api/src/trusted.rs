@@ -339,6 +339,17 @@ pub(crate) async fn remove_trust(
     let principal = authenticate(&state, &headers).await?;
     require_manager(&principal, name.as_str())?;
     let canon = name.canonical();
+    let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
+    if !krate.exists() {
+        return Err(ApiError::not_found(format!(
+            "crate `{name}` does not exist"
+        )));
+    }
+    if !principal.may_manage(&krate) {
+        return Err(ApiError::forbidden(
+            "only owners may change a crate's trusted publishers",
+        ));
+    }
     let not_found = || ApiError::not_found("no such trusted publisher");
     let trust_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     if !state

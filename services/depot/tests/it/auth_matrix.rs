@@ -140,12 +140,18 @@ enum Route {
     TokensList,
     TokenCreate,
     TokenRevoke,
+    TrustsList,
+    TrustAdd,
+    TrustRemove,
+    TrustedOnly,
+    TrustExchange,
     LoginPage,
     Health,
     Nowhere,
+    CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 18] = [
+const EVERY_ROUTE: [Route; 24] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -161,9 +167,16 @@ const EVERY_ROUTE: [Route; 18] = [
     Route::TokensList,
     Route::TokenCreate,
     Route::TokenRevoke,
+    Route::TrustsList,
+    Route::TrustAdd,
+    Route::TrustRemove,
+    Route::TrustedOnly,
+    Route::TrustExchange,
     Route::LoginPage,
     Route::Health,
     Route::Nowhere,
+    // Last: it revokes the CI tokens that call it.
+    Route::CiTokenRevoke,
 ];
 
 impl Route {
@@ -184,6 +197,16 @@ impl Route {
             Route::TokensList => "`GET /api/v1/me/tokens`",
             Route::TokenCreate => "`PUT /api/v1/me/tokens`",
             Route::TokenRevoke => "`DELETE /api/v1/me/tokens/{id}` (an id not theirs)",
+            Route::TrustsList => "`GET /api/v1/crates/acme-core/trusted_publishers`",
+            Route::TrustAdd => "`PUT /api/v1/crates/acme-core/trusted_publishers`",
+            Route::TrustRemove => {
+                "`DELETE /api/v1/crates/acme-core/trusted_publishers/{id}` (no such trust)"
+            }
+            Route::TrustedOnly => "`PUT /api/v1/crates/acme-core/trusted_publishing_only`",
+            Route::TrustExchange => {
+                "`POST /api/v1/trusted_publishing/tokens` (an ID token from no trusted issuer)"
+            }
+            Route::CiTokenRevoke => "`DELETE /api/v1/trusted_publishing/tokens`",
             Route::LoginPage => "`GET /me` (the login page)",
             Route::Health => "`GET /health`",
             Route::Nowhere => "`GET /api/v1/nowhere`",
@@ -248,6 +271,42 @@ impl Route {
                 format!("/api/v1/me/tokens/{}", uuid::Uuid::now_v7()),
                 vec![],
             ),
+            Route::TrustsList => (
+                "GET",
+                "/api/v1/crates/acme-core/trusted_publishers".into(),
+                vec![],
+            ),
+            Route::TrustAdd => (
+                "PUT",
+                "/api/v1/crates/acme-core/trusted_publishers".into(),
+                br#"{"issuer":"https://gitlab.example.com","audience":"depot","claims":{"project_path":"acme/core"}}"#
+                    .to_vec(),
+            ),
+            Route::TrustRemove => (
+                "DELETE",
+                format!(
+                    "/api/v1/crates/acme-core/trusted_publishers/{}",
+                    uuid::Uuid::now_v7()
+                ),
+                vec![],
+            ),
+            Route::TrustedOnly => (
+                "PUT",
+                "/api/v1/crates/acme-core/trusted_publishing_only".into(),
+                br#"{"enabled":false}"#.to_vec(),
+            ),
+            Route::TrustExchange => (
+                "POST",
+                "/api/v1/trusted_publishing/tokens".into(),
+                // {"alg":"RS256","kid":"k"}.{"iss":"https://nobody.example"}.sig
+                br#"{"jwt":"eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJpc3MiOiJodHRwczovL25vYm9keS5leGFtcGxlIn0.c2ln"}"#
+                    .to_vec(),
+            ),
+            Route::CiTokenRevoke => (
+                "DELETE",
+                "/api/v1/trusted_publishing/tokens".into(),
+                vec![],
+            ),
             Route::LoginPage => ("GET", "/me".into(), vec![]),
             Route::Health => ("GET", "/health".into(), vec![]),
             Route::Nowhere => ("GET", "/api/v1/nowhere".into(), vec![]),
@@ -261,6 +320,8 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
     use Who::*;
     match route {
         LoginPage | Health => 200,
+        // Public: it authenticates with the ID token, which names an issuer no crate trusts.
+        TrustExchange => 401,
         _ if auth_required && who.invalid() => 401,
         ConfigJson | Search => 200,
         IndexFile | Download | OwnersList => {
@@ -295,6 +356,18 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         },
         TokenRevoke => match who {
             Stranger | Owner | Admin => 404,
+            _ => 403,
+        },
+        TrustsList | TrustAdd | TrustedOnly => match who {
+            Owner | Admin => 200,
+            _ => 403,
+        },
+        TrustRemove => match who {
+            Owner | Admin => 404,
+            _ => 403,
+        },
+        CiTokenRevoke => match who {
+            CiOther | CiThis => 200,
             _ => 403,
         },
     }
@@ -441,7 +514,11 @@ async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
                     format!("Cargo login_url=\"{}/me\"", app.url),
                     "{cell}"
                 );
-                assert!(text.contains(who.why_unauthorized()), "{cell}");
+                if route == Route::TrustExchange {
+                    assert!(text.contains("no crate trusts"), "{cell}");
+                } else {
+                    assert!(text.contains(who.why_unauthorized()), "{cell}");
+                }
             }
             if status >= 400 {
                 let json: serde_json::Value =
