@@ -94,11 +94,9 @@ impl Depot {
             let (tx, log) = (tx.clone(), Arc::clone(&log));
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if line.trim().starts_with("depot_") {
-                        let _ = tx.send(("token", line.trim().to_owned()));
-                    }
                     log.lock().unwrap().push_str(&format!("{line}\n"));
                 }
+                drop(tx);
             });
         }
         {
@@ -118,13 +116,12 @@ impl Depot {
             });
         }
 
-        let (mut url, mut token, mut metrics_url) = (None, None, None);
+        let (mut url, mut metrics_url) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while url.is_none() || token.is_none() {
+        while url.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(("url", value)) => url = Some(value),
-                Ok(("token", value)) => token = Some(value),
                 Ok((_, value)) => metrics_url = Some(value),
                 Err(_) => {
                     let _ = child.kill();
@@ -138,10 +135,15 @@ impl Depot {
                 metrics_url = Some(value);
             }
         }
+        // The first start writes the admin token to a file (before it starts listening).
+        let token = std::fs::read_to_string(data.path().join("admin-token"))
+            .unwrap_or_else(|e| panic!("no admin token file: {e}\n{}", log.lock().unwrap()))
+            .trim()
+            .to_owned();
         Depot {
             child,
             url: url.unwrap(),
-            token: token.unwrap(),
+            token,
             metrics_url,
             log,
             _data: data,
