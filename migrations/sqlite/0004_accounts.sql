@@ -1,7 +1,8 @@
 -- Accounts and the token lifecycle.
 --
 -- Users are created explicitly (`user_created`); admins manage any crate, disabled users'
--- tokens stop working. A token records who created it. Trusted-publishing trusts are kept per
+-- tokens stop working. A token records who created it, and the crates it may read when they
+-- differ from those it may write (CI tokens). Trusted-publishing trusts are kept per
 -- crate. All of these are folded from the log, per generation.
 --
 -- `token_usage` is operational data like `downloads`: when a token was last used, written in
@@ -11,6 +12,7 @@ ALTER TABLE users ADD COLUMN admin boolean NOT NULL DEFAULT false;
 ALTER TABLE users ADD COLUMN disabled boolean NOT NULL DEFAULT false;
 
 ALTER TABLE tokens ADD COLUMN created_by text;
+ALTER TABLE tokens ADD COLUMN read_crates text;   -- JSON; NULL: the same as `crates`
 CREATE INDEX tokens_login_idx ON tokens (gen, login);
 
 CREATE TABLE token_usage (

@@ -56,36 +56,56 @@ pub struct TokenGrant {
     pub scopes: Vec<TokenScope>,
     /// Crate name patterns (`*` matches any run of characters); empty means all crates.
     pub crates: Vec<String>,
+    /// The crate patterns of the `read` scope when they differ from [`crates`](Self::crates)
+    /// (empty means all): a CI token reads every crate, as any user of the registry may, but
+    /// publishes only the crates that trust its job.
+    pub read_crates: Option<Vec<String>>,
 }
 
 impl TokenGrant {
     /// Whether the grant allows `scope` on crate `name`.
     pub fn allows(&self, scope: TokenScope, name: &str) -> bool {
         let scope_ok = self.scopes.is_empty() || self.scopes.contains(&scope);
-        let crate_ok = self.crates.is_empty() || self.crates.iter().any(|p| glob_matches(p, name));
+        let patterns = self.patterns_for(scope);
+        let crate_ok = patterns.is_empty() || patterns.iter().any(|p| glob_matches(p, name));
         scope_ok && crate_ok
     }
-}
 
-impl TokenGrant {
+    /// The crate patterns that apply to `scope`.
+    fn patterns_for(&self, scope: TokenScope) -> &[String] {
+        match (&self.read_crates, scope) {
+            (Some(read), TokenScope::Read) => read,
+            _ => &self.crates,
+        }
+    }
+
     /// Whether every request `narrower` allows is also allowed by this grant: its scopes are a
-    /// subset, and each of its crate patterns is covered by one of ours. A token may create only
-    /// tokens that it covers.
+    /// subset, and for each scope, each of its crate patterns is covered by one of ours. A token
+    /// may create only tokens that it covers.
     pub fn covers(&self, narrower: &TokenGrant) -> bool {
         let scopes_ok = self.scopes.is_empty()
             || (!narrower.scopes.is_empty()
                 && narrower.scopes.iter().all(|s| self.scopes.contains(s)));
-        // A pattern `p` is covered by `q` when `q` matches `p` read literally: every `*` of `p`
-        // then falls inside a `*` of `q` (names never contain `*`, so no literal character of
-        // `q` can match one), and whatever `p` matches, `q` matches too.
-        let crates_ok = self.crates.is_empty()
-            || (!narrower.crates.is_empty()
-                && narrower
-                    .crates
-                    .iter()
-                    .all(|p| self.crates.iter().any(|q| glob_matches(q, p))));
-        scopes_ok && crates_ok
+        scopes_ok
+            && TokenScope::ALL.iter().all(|&scope| {
+                let narrow_may = narrower.scopes.is_empty() || narrower.scopes.contains(&scope);
+                !narrow_may
+                    || patterns_cover(self.patterns_for(scope), narrower.patterns_for(scope))
+            })
     }
+}
+
+/// Whether every name matched by one of `narrow` is matched by one of `wide` (empty = all).
+///
+/// A pattern `p` is covered by `q` when `q` matches `p` read literally: every `*` of `p` then
+/// falls inside a `*` of `q` (names never contain `*`, so no literal character of `q` can match
+/// one), and whatever `p` matches, `q` matches too.
+fn patterns_cover(wide: &[String], narrow: &[String]) -> bool {
+    wide.is_empty()
+        || (!narrow.is_empty()
+            && narrow
+                .iter()
+                .all(|p| wide.iter().any(|q| glob_matches(q, p))))
 }
 
 /// The longest crate pattern accepted.
@@ -204,6 +224,7 @@ mod tests {
         let read_acme = TokenGrant {
             scopes: vec![TokenScope::Read],
             crates: vec!["acme-*".into()],
+            read_crates: None,
         };
         assert!(all.covers(&read_acme));
         assert!(!read_acme.covers(&all));
@@ -211,18 +232,22 @@ mod tests {
         assert!(read_acme.covers(&TokenGrant {
             scopes: vec![TokenScope::Read],
             crates: vec!["acme-core".into(), "acme_x*".into()],
+            read_crates: None,
         }));
         assert!(!read_acme.covers(&TokenGrant {
             scopes: vec![TokenScope::Read, TokenScope::Yank],
             crates: vec!["acme-core".into()],
+            read_crates: None,
         }));
         assert!(!read_acme.covers(&TokenGrant {
             scopes: vec![TokenScope::Read],
             crates: vec!["acme*".into()],
+            read_crates: None,
         }));
         assert!(!read_acme.covers(&TokenGrant {
             scopes: vec![TokenScope::Read],
             crates: vec![],
+            read_crates: None,
         }));
     }
 
@@ -235,12 +260,31 @@ mod tests {
     }
 
     #[test]
+    fn ci_grants_read_everything_and_publish_their_crates() {
+        let ci = TokenGrant {
+            scopes: vec![TokenScope::Read, TokenScope::PublishUpdate],
+            crates: vec!["acme-core".into()],
+            read_crates: Some(vec![]),
+        };
+        assert!(ci.allows(TokenScope::Read, "anything"));
+        assert!(ci.allows(TokenScope::PublishUpdate, "acme_core"));
+        assert!(!ci.allows(TokenScope::PublishUpdate, "anything"));
+        let narrower = TokenGrant {
+            read_crates: None,
+            ..ci.clone()
+        };
+        assert!(ci.covers(&narrower));
+        assert!(!narrower.covers(&ci));
+    }
+
+    #[test]
     fn grants() {
         let all = TokenGrant::default();
         assert!(all.allows(TokenScope::Yank, "x"));
         let narrow = TokenGrant {
             scopes: vec![TokenScope::PublishUpdate],
             crates: vec!["acme-*".into()],
+            read_crates: None,
         };
         assert!(narrow.allows(TokenScope::PublishUpdate, "acme-core"));
         assert!(!narrow.allows(TokenScope::PublishNew, "acme-core"));

@@ -18,8 +18,16 @@ fn scopes() -> impl Strategy<Value = Vec<TokenScope>> {
 }
 
 fn grant() -> impl Strategy<Value = TokenGrant> {
-    (scopes(), proptest::collection::vec(pattern(), 0..3))
-        .prop_map(|(scopes, crates)| TokenGrant { scopes, crates })
+    (
+        scopes(),
+        proptest::collection::vec(pattern(), 0..3),
+        proptest::option::of(proptest::collection::vec(pattern(), 0..3)),
+    )
+        .prop_map(|(scopes, crates, read_crates)| TokenGrant {
+            scopes,
+            crates,
+            read_crates,
+        })
 }
 
 proptest! {

@@ -360,6 +360,9 @@ pub struct TokenIssued {
     /// Crate name patterns (`*` wildcard) the token may act on; empty means all.
     #[serde(default)]
     pub crates: Vec<String>,
+    /// Crate patterns of the `read` scope when they differ from `crates` (empty: all crates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_crates: Option<Vec<String>>,
     /// When the token stops working, if ever.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,

@@ -231,6 +231,7 @@ fn tokens() {
             label: Some("ci".into()),
             scopes: vec![TokenScope::PublishUpdate, TokenScope::ChangeOwners],
             crates: vec!["acme-*".into()],
+            read_crates: None,
             expires_at: Some(Timestamp::from_unix_millis(1_764_000_000_000)),
             created_by: None,
             oidc: None,
@@ -258,6 +259,7 @@ fn accounts() {
             label: None,
             scopes: vec![TokenScope::Read, TokenScope::PublishUpdate],
             crates: vec!["acme_core".into()],
+            read_crates: None,
             expires_at: Some(Timestamp::from_unix_millis(1_764_000_000_000)),
             created_by: Some("trusted-publishing".into()),
             oidc: Some(depot_events::OidcOrigin {

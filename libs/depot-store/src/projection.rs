@@ -661,8 +661,8 @@ impl ProjectionTx {
             }
             sqlx::query(
                 "INSERT INTO tokens (gen, token_id, login, secret_sha256, kind, label, scopes, \
-                 crates, expires_at, created_at, created_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 crates, expires_at, created_at, created_by, read_crates) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                  ON CONFLICT (gen, token_id) DO NOTHING",
             )
             .bind(gen_)
@@ -676,6 +676,7 @@ impl ProjectionTx {
             .bind(token.expires_at.map(Timestamp::unix_millis))
             .bind(at.unix_millis())
             .bind(&token.created_by)
+            .bind(token.read_crates.as_ref().map(json))
             .execute(&mut *conn)
             .await?;
         });

@@ -62,6 +62,8 @@ pub struct TokenRow {
     pub scopes: Vec<TokenScope>,
     /// Allowed crate patterns (empty = all).
     pub crates: Vec<String>,
+    /// Crate patterns of the `read` scope when they differ from `crates` (empty = all).
+    pub read_crates: Option<Vec<String>>,
     /// Expiry, if any.
     pub expires_at: Option<Timestamp>,
     /// Whether it was revoked.
@@ -836,7 +838,8 @@ impl Store {
             "SELECT 'tokens ' || token_id || '|' || login || '|' || secret_sha256 || '|' || kind || \
              '|' || coalesce(label, '-') || '|' || scopes || '|' || crates || '|' || \
              coalesce(CAST(expires_at AS TEXT), '-') || '|' || CAST(revoked AS TEXT) || '|' || \
-             CAST(created_at AS TEXT) || '|' || coalesce(created_by, '-') \
+             CAST(created_at AS TEXT) || '|' || coalesce(created_by, '-') || '|' || \
+             coalesce(read_crates, '-') \
              FROM tokens WHERE gen = $1 ORDER BY token_id",
             "SELECT 'trusts ' || trust_id || '|' || canon || '|' || issuer || '|' || policy || '|' || \
              created_by || \
@@ -1002,6 +1005,7 @@ type RawToken = (
     Option<i64>,
     Option<bool>,
     Option<bool>,
+    Option<String>,
 );
 
 /// The tokens of the active generation matching `condition` (on `t`), with their last use and
@@ -1009,7 +1013,8 @@ type RawToken = (
 fn token_query(condition: &str) -> String {
     format!(
         "SELECT t.token_id, t.login, t.kind, t.label, t.scopes, t.crates, t.expires_at, \
-         t.revoked, t.created_at, t.created_by, u.last_used_at, us.admin, us.disabled \
+         t.revoked, t.created_at, t.created_by, u.last_used_at, us.admin, us.disabled, \
+         t.read_crates \
          FROM tokens t \
          LEFT JOIN token_usage u ON u.token_id = t.token_id \
          LEFT JOIN users us ON us.gen = t.gen AND us.login = t.login \
@@ -1033,6 +1038,7 @@ fn token_row(raw: RawToken) -> Result<TokenRow, StoreError> {
         last_used_at,
         admin,
         disabled,
+        read_crates,
     ) = raw;
     let kind =
         serde_json::from_value(serde_json::Value::String(kind)).map_err(|e| json_err("kind", e))?;
@@ -1042,6 +1048,10 @@ fn token_row(raw: RawToken) -> Result<TokenRow, StoreError> {
         label,
         scopes: serde_json::from_str(&scopes).map_err(|e| json_err("scopes", e))?,
         crates: serde_json::from_str(&crates).map_err(|e| json_err("crates", e))?,
+        read_crates: read_crates
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| json_err("read_crates", e))?,
         expires_at: expires_at.map(Timestamp::from_unix_millis),
         revoked,
         created_at: Timestamp::from_unix_millis(created_at),

@@ -241,6 +241,7 @@ pub(crate) async fn authenticate(
         grant: TokenGrant {
             scopes: token.scopes,
             crates: token.crates,
+            read_crates: token.read_crates,
         },
     })
 }

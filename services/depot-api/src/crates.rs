@@ -110,6 +110,7 @@ pub(crate) async fn me(
             "kind": principal.kind.as_str(),
             "endpoint_scopes": principal.grant.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "crate_scopes": principal.grant.crates,
+            "read_crate_scopes": principal.grant.read_crates,
             "expired_at": principal.expires_at.map(depot_events::Timestamp::to_rfc3339),
         },
     })))

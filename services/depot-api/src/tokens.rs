@@ -41,6 +41,7 @@ fn encode(token: &TokenRow) -> Value {
         "expired_at": token.expires_at.map(Timestamp::to_rfc3339),
         "revoked": token.revoked,
         "crate_scopes": if token.crates.is_empty() { Value::Null } else { json!(token.crates) },
+        "read_crate_scopes": token.read_crates,
         "endpoint_scopes": if token.scopes.is_empty() {
             Value::Null
         } else {
@@ -125,7 +126,11 @@ pub(crate) async fn create_token(
     for pattern in &crates {
         depot_auth::validate_crate_pattern(pattern).map_err(ApiError::bad_request)?;
     }
-    let grant = TokenGrant { scopes, crates };
+    let grant = TokenGrant {
+        scopes,
+        crates,
+        read_crates: None,
+    };
     if !principal.grant.covers(&grant) {
         return Err(ApiError::forbidden(
             "a token can only create tokens with its own scopes and crate scopes or narrower \
@@ -178,6 +183,7 @@ pub(crate) async fn create_token(
         label: Some(name.to_owned()),
         scopes: grant.scopes,
         crates: grant.crates,
+        read_crates: None,
         expires_at,
         created_by: Some(principal.login.clone()),
         oidc: None,

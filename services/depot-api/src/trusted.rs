@@ -7,7 +7,8 @@
 //! endpoint) looks up the trusts of the token's issuer first — Depot fetches keys only from
 //! issuers some crate trusts — then verifies the signature against the issuer's JWKS (fetched
 //! through its discovery document and cached), `iss`, `exp`, `nbf`/`iat` with a small skew and
-//! `jti`, matches every trust's policy, and mints a CI token for the crates whose trusts match.
+//! `jti`, matches every trust's policy, and mints a CI token that publishes new versions of the
+//! crates whose trusts match and reads every crate (a job builds with its dependencies).
 //! Each ID token is exchanged at most once: the CI token's `token_issued` is appended to the
 //! subject `oidc.<sha256 of issuer and jti>` on condition that the subject is empty, which the
 //! log decides for every api process at once.
@@ -154,6 +155,8 @@ pub(crate) async fn exchange(
         label: None,
         scopes: vec![TokenScope::Read, TokenScope::PublishUpdate],
         crates: crates.clone(),
+        // A CI job builds with the registry's other crates, as any of its users may.
+        read_crates: Some(Vec::new()),
         expires_at: Some(expires_at),
         created_by: Some(MINTER.to_owned()),
         oidc: Some(OidcOrigin {

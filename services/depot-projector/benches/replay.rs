@@ -458,6 +458,7 @@ impl Generator {
             label: Some(format!("{login}'s laptop")),
             scopes: vec![],
             crates: vec![],
+            read_crates: None,
             expires_at: None,
             created_by: None,
             oidc: None,

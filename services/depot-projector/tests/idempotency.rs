@@ -101,6 +101,7 @@ fn history() -> Vec<StoredEvent> {
                 label: None,
                 scopes: vec![],
                 crates: vec![],
+                read_crates: None,
                 expires_at: None,
                 created_by: None,
                 oidc: None,

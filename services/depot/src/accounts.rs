@@ -136,6 +136,7 @@ async fn issue(
         label: spec.label,
         scopes,
         crates: spec.crates,
+        read_crates: None,
         expires_at: lifetime.map(|lifetime| {
             Timestamp::from_unix_millis(
                 now.unix_millis()
@@ -241,7 +242,14 @@ pub(crate) async fn list_tokens(settings: &Settings, holder: Option<Holder>) -> 
                 .last_used_at
                 .map_or_else(|| "-".to_owned(), Timestamp::to_rfc3339),
             list(token.scopes.iter().map(|s| s.as_str()).collect()),
-            list(token.crates.iter().map(String::as_str).collect()),
+            match &token.read_crates {
+                Some(read) => format!(
+                    "{} (read: {})",
+                    list(token.crates.iter().map(String::as_str).collect()),
+                    list(read.iter().map(String::as_str).collect())
+                ),
+                None => list(token.crates.iter().map(String::as_str).collect()),
+            },
             token.label.as_deref().unwrap_or("-"),
         ));
     }

@@ -215,9 +215,17 @@ pub(crate) fn describe(
                 }
             };
             line.details = format!(
-                "scopes {}; crates {}; expires {}{}",
+                "scopes {}; crates {}{}; expires {}{}",
                 list(token.scopes.iter().map(|s| s.as_str()).collect()),
                 list(token.crates.iter().map(String::as_str).collect()),
+                token
+                    .read_crates
+                    .as_ref()
+                    .map(|read| format!(
+                        " (read: {})",
+                        list(read.iter().map(String::as_str).collect())
+                    ))
+                    .unwrap_or_default(),
                 token
                     .expires_at
                     .map_or_else(|| "never".to_owned(), Timestamp::to_rfc3339),
@@ -363,6 +371,7 @@ mod tests {
                     label: None,
                     scopes: vec![TokenScope::Read],
                     crates: vec!["acme-*".into()],
+                    read_crates: None,
                     expires_at: None,
                     created_by: None,
                     oidc: None,

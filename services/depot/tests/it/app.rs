@@ -247,6 +247,8 @@ impl TestApp {
             label: None,
             scopes: spec.scopes.to_vec(),
             crates: spec.crates.iter().map(|c| (*c).to_owned()).collect(),
+            // As trusted publishing mints them: CI tokens read every crate.
+            read_crates: (spec.kind == TokenKind::Ci).then(Vec::new),
             expires_at: spec.expires_at,
             created_by: Some("depot:admin".to_owned()),
             oidc: None,

@@ -73,9 +73,12 @@ impl Who {
             Who::Owner => ("owner", "personal token of the crate's owner"),
             Who::CiOther => (
                 "ci-other",
-                "CI token (trusted publishing) for `other-crate`",
+                "CI token (trusted publishing) for `other-crate` (reads every crate)",
             ),
-            Who::CiThis => ("ci-this", "CI token (trusted publishing) for `acme-core`"),
+            Who::CiThis => (
+                "ci-this",
+                "CI token (trusted publishing) for `acme-core` (reads every crate)",
+            ),
             Who::Admin => (
                 "admin",
                 "personal token of an admin who does not own the crate",
@@ -103,6 +106,7 @@ impl Who {
                 | Who::DeployInside
                 | Who::Stranger
                 | Who::Owner
+                | Who::CiOther
                 | Who::CiThis
                 | Who::Admin
         )

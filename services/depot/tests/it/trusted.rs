@@ -247,4 +247,44 @@ async fn trusted_publishing_from_a_local_oidc_issuer(setup: Setup) {
     );
 }
 
-on_both_setups!(trusted_publishing_from_a_local_oidc_issuer);
+/// On an auth-required registry, the CI token also reads the crate's private dependencies, so
+/// the real `cargo publish` (which builds the crate) works from the CI job.
+async fn trusted_publishing_on_a_private_registry(setup: Setup) {
+    let issuer = OidcIssuer::start().await;
+    let depot = TestDepot::start_on(setup, &[("DEPOT_AUTH_REQUIRED", "true")]).await;
+    let alice = depot.token("alice").await;
+    let home = CargoHome::new("depot", &depot.index_url(), Some(&alice));
+    let dep = CargoProject::new_lib("private-dep", "1.0.0")
+        .description("A private dependency")
+        .lib_rs("pub fn answer() -> u32 { 42 }\n");
+    home.publish(&dep).await.assert_success();
+    let app = |vers: &str| {
+        CargoProject::new_lib("private-app", vers)
+            .description("Published from CI")
+            .dep("private-dep", "1")
+            .lib_rs("pub fn answer() -> u32 { private_dep::answer() }\n")
+    };
+    home.publish(&app("0.1.0")).await.assert_success();
+    let (status, body) = put(
+        &depot,
+        &alice,
+        "/api/v1/crates/private-app/trusted_publishers",
+        json!({"issuer": issuer.url(), "audience": "depot", "claims": {"sub": "project_path:acme/*"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = exchange(&depot, &issuer.sign(&issuer.claims("depot", json!({})))).await;
+    assert_eq!(status, 200, "{body}");
+    let ci = body["token"].as_str().unwrap().to_owned();
+    let ci_home = CargoHome::new("depot", &depot.index_url(), Some(&ci));
+    ci_home.publish(&app("0.2.0")).await.assert_success();
+    ci_home
+        .publish(&CargoProject::new_lib("private-dep", "1.1.0").description("A private dependency"))
+        .await
+        .assert_failure_contains("`publish-update` scope for crate `private-dep`");
+}
+
+on_both_setups!(
+    trusted_publishing_from_a_local_oidc_issuer,
+    trusted_publishing_on_a_private_registry
+);
