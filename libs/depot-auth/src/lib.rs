@@ -155,21 +155,25 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             })
             .collect()
     };
-    let (pattern, name) = (canon(pattern), canon(name));
-    // Iterative wildcard matching with backtracking to the last `*`.
-    let (mut p, mut n) = (0, 0);
+    wildcard_matches(&canon(pattern), &canon(name))
+}
+
+/// Byte-wise match where `*` in `pattern` stands for any run of bytes: iterative, backtracking
+/// to the last `*` only, so linear in practice and never recursive.
+pub(crate) fn wildcard_matches(pattern: &[u8], value: &[u8]) -> bool {
+    let (mut p, mut v) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
+    while v < value.len() {
         if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
+            star = Some((p, v));
             p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
+        } else if p < pattern.len() && pattern[p] == value[v] {
             p += 1;
-            n += 1;
-        } else if let Some((sp, sn)) = star {
+            v += 1;
+        } else if let Some((sp, sv)) = star {
             p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
+            v = sv + 1;
+            star = Some((sp, sv + 1));
         } else {
             return false;
         }

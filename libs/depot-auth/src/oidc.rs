@@ -324,9 +324,9 @@ impl TrustPolicy {
         }
         for (claim, pattern) in &self.claims {
             let value = token.claims.get(claim);
-            let matched = value
-                .and_then(render_scalar)
-                .is_some_and(|rendered| wildcard_matches(pattern, &rendered));
+            let matched = value.and_then(render_scalar).is_some_and(|rendered| {
+                crate::wildcard_matches(pattern.as_bytes(), rendered.as_bytes())
+            });
             if !matched {
                 return Err(PolicyMismatch::Claim {
                     claim: claim.clone(),
@@ -347,29 +347,6 @@ fn render_scalar(value: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
-}
-
-/// Case-sensitive match where `*` in `pattern` stands for any run of characters.
-fn wildcard_matches(pattern: &str, value: &str) -> bool {
-    let (pattern, value) = (pattern.as_bytes(), value.as_bytes());
-    let (mut p, mut v) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while v < value.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, v));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == value[v] {
-            p += 1;
-            v += 1;
-        } else if let Some((sp, sv)) = star {
-            p = sp + 1;
-            v = sv + 1;
-            star = Some((sp, sv + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 /// Cuts `value` to [`QUOTE_CHARS`] characters (marking the cut with `…`) and escapes control
@@ -796,6 +773,10 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<JwkSet, OidcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wildcard_matches(pattern: &str, value: &str) -> bool {
+        crate::wildcard_matches(pattern.as_bytes(), value.as_bytes())
+    }
 
     #[test]
     fn wildcards() {

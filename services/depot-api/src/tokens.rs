@@ -188,16 +188,7 @@ pub(crate) async fn create_token(
         created_by: Some(principal.login.clone()),
         oidc: None,
     };
-    let envelope = Envelope::new(principal.login.clone(), Event::TokenIssued(issued));
-    state
-        .log()
-        .append(
-            &depot_events::subject::principal(&login),
-            Expected::Any,
-            &envelope.id.to_string(),
-            Bytes::from(envelope.encode()),
-        )
-        .await?;
+    append(&state, &login, &principal.login, Event::TokenIssued(issued)).await?;
     let row = wait_for_token(&state, token_id, |_| true).await?;
     let mut encoded = encode(&row);
     encoded["token"] = json!(secret);
@@ -236,18 +227,30 @@ pub(crate) async fn revoke(
     actor: &str,
 ) -> Result<(), ApiError> {
     let login = Login::parse(login).map_err(ApiError::internal)?;
-    let envelope = Envelope::new(actor, Event::TokenRevoked(TokenRevoked { token_id }));
+    append(
+        state,
+        &login,
+        actor,
+        Event::TokenRevoked(TokenRevoked { token_id }),
+    )
+    .await?;
+    wait_for_token(state, token_id, |row| row.revoked).await?;
+    state.inner.tokens.clear();
+    Ok(())
+}
+
+/// Appends an event of a user's (tokens issued or revoked) to the user's subject.
+async fn append(state: &AppState, user: &Login, actor: &str, event: Event) -> Result<(), ApiError> {
+    let envelope = Envelope::new(actor, event);
     state
         .log()
         .append(
-            &depot_events::subject::principal(&login),
+            &depot_events::subject::principal(user),
             Expected::Any,
             &envelope.id.to_string(),
             Bytes::from(envelope.encode()),
         )
         .await?;
-    wait_for_token(state, token_id, |row| row.revoked).await?;
-    state.inner.tokens.clear();
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use depot_events::{
     Envelope, Event, OidcOrigin, Timestamp, TokenIssued, TokenKind, TokenRevoked, TokenScope,
     TrustAdded, TrustRemoved, TrustedOnlySet,
 };
+use depot_index::CrateName;
 use depot_store::TrustRow;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -234,6 +235,54 @@ fn require_manager(principal: &Principal, name: &str) -> Result<(), ApiError> {
     principal.require(TokenScope::ChangeOwners, name)
 }
 
+/// Fails unless the crate exists and the caller may manage it.
+async fn managed_crate(
+    state: &AppState,
+    name: &CrateName,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    let (krate, _) = crate::commands::load_crate(state, &name.canonical(), None).await?;
+    check_manager(&krate, name, principal)
+}
+
+fn check_manager(
+    krate: &depot_events::CrateState,
+    name: &CrateName,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    if !krate.exists() {
+        return Err(ApiError::not_found(format!(
+            "crate `{name}` does not exist"
+        )));
+    }
+    if !principal.may_manage(krate) {
+        return Err(ApiError::forbidden(
+            "only owners may see or change a crate's trusted publishing",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends `event` to the crate's aggregate as its owner (or an admin), and waits until the
+/// read models have it.
+async fn owner_command(
+    state: &AppState,
+    name: &CrateName,
+    principal: &Principal,
+    event: Event,
+) -> Result<(), ApiError> {
+    let canon = name.canonical();
+    let executed = execute(state, &canon, None, &principal.login, |krate| {
+        check_manager(krate, name, principal)?;
+        Ok(Decision::Append(Box::new(event.clone()), ()))
+    })
+    .await?;
+    if let Some(seq) = executed.appended {
+        wait_projected(state, &canon, seq, state.config().command_wait).await?;
+    }
+    Ok(())
+}
+
 fn encode(trust: &TrustRow) -> Value {
     json!({
         "id": trust.trust.trust_id,
@@ -254,15 +303,7 @@ pub(crate) async fn list_trusts(
     let principal = authenticate(&state, &headers).await?;
     require_manager(&principal, name.as_str())?;
     let canon = name.canonical();
-    let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
-    if !krate.exists() {
-        return Err(ApiError::not_found(format!(
-            "crate `{name}` does not exist"
-        )));
-    }
-    if !principal.may_manage(&krate) {
-        return Err(ApiError::forbidden("only owners may see a crate's trusts"));
-    }
+    managed_crate(&state, &name, &principal).await?;
     let trusts = state.store().trusts_of(&canon).await?;
     let only = state.store().trusted_only(&canon).await?;
     Ok(Json(json!({
@@ -297,33 +338,14 @@ pub(crate) async fn add_trust(
     policy_of(&trust)
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let canon = name.canonical();
-    let existing = state.store().trusts_of(&canon).await?.len();
-    let executed = execute(&state, &canon, None, &principal.login, |krate| {
-        if !krate.exists() {
-            return Err(ApiError::not_found(format!(
-                "crate `{name}` does not exist"
-            )));
-        }
-        if !principal.may_manage(krate) {
-            return Err(ApiError::forbidden(
-                "only owners may change a crate's trusted publishers",
-            ));
-        }
-        if existing >= MAX_TRUSTS_PER_CRATE {
-            return Err(ApiError::bad_request(format!(
-                "a crate may have at most {MAX_TRUSTS_PER_CRATE} trusted publishers"
-            )));
-        }
-        Ok(Decision::Append(
-            Box::new(Event::TrustAdded(trust.clone())),
-            (),
-        ))
-    })
-    .await?;
-    if let Some(seq) = executed.appended {
-        wait_projected(&state, &canon, seq, state.config().command_wait).await?;
+    managed_crate(&state, &name, &principal).await?;
+    let existing = state.store().trusts_of(&name.canonical()).await?.len();
+    if existing >= MAX_TRUSTS_PER_CRATE {
+        return Err(ApiError::bad_request(format!(
+            "a crate may have at most {MAX_TRUSTS_PER_CRATE} trusted publishers"
+        )));
     }
+    owner_command(&state, &name, &principal, Event::TrustAdded(trust.clone())).await?;
     Ok(Json(json!({ "trusted_publisher": {
         "id": trust.trust_id,
         "issuer": trust.issuer,
@@ -342,17 +364,7 @@ pub(crate) async fn remove_trust(
     let principal = authenticate(&state, &headers).await?;
     require_manager(&principal, name.as_str())?;
     let canon = name.canonical();
-    let (krate, _) = crate::commands::load_crate(&state, &canon, None).await?;
-    if !krate.exists() {
-        return Err(ApiError::not_found(format!(
-            "crate `{name}` does not exist"
-        )));
-    }
-    if !principal.may_manage(&krate) {
-        return Err(ApiError::forbidden(
-            "only owners may change a crate's trusted publishers",
-        ));
-    }
+    managed_crate(&state, &name, &principal).await?;
     let not_found = || ApiError::not_found("no such trusted publisher");
     let trust_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     if !state
@@ -364,21 +376,13 @@ pub(crate) async fn remove_trust(
     {
         return Err(not_found());
     }
-    let executed = execute(&state, &canon, None, &principal.login, |krate| {
-        if !principal.may_manage(krate) {
-            return Err(ApiError::forbidden(
-                "only owners may change a crate's trusted publishers",
-            ));
-        }
-        Ok(Decision::Append(
-            Box::new(Event::TrustRemoved(TrustRemoved { trust_id })),
-            (),
-        ))
-    })
+    owner_command(
+        &state,
+        &name,
+        &principal,
+        Event::TrustRemoved(TrustRemoved { trust_id }),
+    )
     .await?;
-    if let Some(seq) = executed.appended {
-        wait_projected(&state, &canon, seq, state.config().command_wait).await?;
-    }
     Ok(Json(json!({})))
 }
 
@@ -396,28 +400,14 @@ pub(crate) async fn set_trusted_only(
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     require_manager(&principal, name.as_str())?;
-    let canon = name.canonical();
-    let executed = execute(&state, &canon, None, &principal.login, |krate| {
-        if !krate.exists() {
-            return Err(ApiError::not_found(format!(
-                "crate `{name}` does not exist"
-            )));
-        }
-        if !principal.may_manage(krate) {
-            return Err(ApiError::forbidden(
-                "only owners may change how a crate is published",
-            ));
-        }
-        Ok(Decision::Append(
-            Box::new(Event::TrustedOnlySet(TrustedOnlySet {
-                enabled: request.enabled,
-            })),
-            (),
-        ))
-    })
+    owner_command(
+        &state,
+        &name,
+        &principal,
+        Event::TrustedOnlySet(TrustedOnlySet {
+            enabled: request.enabled,
+        }),
+    )
     .await?;
-    if let Some(seq) = executed.appended {
-        wait_projected(&state, &canon, seq, state.config().command_wait).await?;
-    }
     Ok(Json(json!({ "trusted_publishing_only": request.enabled })))
 }

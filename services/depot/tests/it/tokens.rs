@@ -20,6 +20,20 @@ async fn status(depot: &TestDepot, url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+/// GETs a JSON document of the api with a token.
+async fn get_json(depot: &TestDepot, path: &str, token: &str) -> Value {
+    depot
+        .http
+        .get(format!("{}{path}", depot.url))
+        .header("Authorization", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls `url` with `token` until it is refused; returns how long that took.
 async fn refused_within(depot: &TestDepot, url: &str, token: &str, limit: Duration) -> Duration {
     let started = Instant::now();
@@ -50,26 +64,8 @@ async fn revocation_and_disabled_users_reach_every_api_process_within_a_second()
     for url in [&depot.url, &other] {
         assert_eq!(status(&depot, url, &doomed).await, 200);
     }
-    let listed: Value = depot
-        .http
-        .get(format!("{}/api/v1/me/tokens", depot.url))
-        .header("Authorization", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let me: Value = depot
-        .http
-        .get(format!("{}/api/v1/me", depot.url))
-        .header("Authorization", &doomed)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&depot, "/api/v1/me/tokens", &alice).await;
+    let me: Value = get_json(&depot, "/api/v1/me", &doomed).await;
     let doomed_id = me["token"]["id"].as_str().unwrap().to_owned();
     assert!(
         listed["api_tokens"]
@@ -180,16 +176,7 @@ async fn token_api_creates_lists_and_revokes(setup: Setup) {
     let deploy = deploy.lines().last().unwrap().trim().to_owned();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let listed: Value = depot
-            .http
-            .get(format!("{}/api/v1/me/tokens", depot.url))
-            .header("Authorization", &alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed: Value = get_json(&depot, "/api/v1/me/tokens", &alice).await;
         let text = listed.to_string();
         assert!(!text.contains("depot_"), "a secret was listed: {text}");
         let tokens = listed["api_tokens"].as_array().unwrap();
@@ -203,16 +190,7 @@ async fn token_api_creates_lists_and_revokes(setup: Setup) {
 
     // A deploy token acts for no person and cannot use the token API; it reads only.
     {
-        let me: Value = depot
-            .http
-            .get(format!("{}/api/v1/me", depot.url))
-            .header("Authorization", &deploy)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me: Value = get_json(&depot, "/api/v1/me", &deploy).await;
         assert_eq!(me["user"]["login"], "deploy:builders", "{me}");
         assert_eq!(me["token"]["kind"], "deploy", "{me}");
         assert_eq!(me["token"]["endpoint_scopes"], json!(["read"]), "{me}");
