@@ -158,6 +158,18 @@ pub const METRICS: &[MetricSpec] = &[
         [],
         "Bytes of crate downloads served."
     ),
+    spec!(
+        "depot_auth_refusals_total",
+        Counter,
+        ["reason"],
+        "Requests refused with 401 by reason: missing, malformed, unknown, expired, revoked, disabled."
+    ),
+    spec!(
+        "depot_trusted_publishing_exchanges_total",
+        Counter,
+        ["outcome"],
+        "OIDC ID tokens offered for CI tokens, by outcome: minted, no_trust, invalid_token, no_match, replayed, issuer_unavailable, error."
+    ),
 ];
 
 /// The buckets of every `_seconds` histogram: 1 ms to 60 s.

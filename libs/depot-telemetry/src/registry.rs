@@ -49,6 +49,10 @@ pub struct Metrics {
     pub downloads: IntCounter,
     /// `depot_download_bytes_total`.
     pub download_bytes: IntCounter,
+    /// `depot_auth_refusals_total{reason}`.
+    pub auth_refusals: IntCounterVec,
+    /// `depot_trusted_publishing_exchanges_total{outcome}`.
+    pub trusted_exchanges: IntCounterVec,
 }
 
 fn spec(name: &str) -> &'static MetricSpec {
@@ -137,6 +141,8 @@ impl Metrics {
             index_cache: Declared::declare(r, "depot_index_cache_requests_total"),
             downloads: Declared::declare(r, "depot_downloads_total"),
             download_bytes: Declared::declare(r, "depot_download_bytes_total"),
+            auth_refusals: Declared::declare(r, "depot_auth_refusals_total"),
+            trusted_exchanges: Declared::declare(r, "depot_trusted_publishing_exchanges_total"),
             registry,
         }
     }
@@ -187,6 +193,8 @@ mod tests {
             .with_label_values(&["version_uploaded"])
             .inc();
         m.index_cache.with_label_values(&["hit"]).inc();
+        m.auth_refusals.with_label_values(&["missing"]).inc();
+        m.trusted_exchanges.with_label_values(&["minted"]).inc();
         let gathered: BTreeSet<String> = m
             .registry
             .gather()

@@ -170,14 +170,24 @@ pub(crate) fn unauthorized(state: &AppState, detail: &str) -> ApiError {
     ApiError::unauthorized(detail).with_challenge(challenge)
 }
 
+/// A 401 of [`authenticate`], counted by reason.
+fn refuse(state: &AppState, reason: &'static str, detail: &str) -> ApiError {
+    depot_telemetry::metrics()
+        .auth_refusals
+        .with_label_values(&[reason])
+        .inc();
+    unauthorized(state, detail)
+}
+
 /// Resolves the caller from `Authorization` (raw token or `Bearer <token>`).
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
+        return Err(refuse(
             state,
+            "missing",
             "this action requires authentication: send a Depot token in the Authorization \
              header (`cargo login --registry <name>` stores one for cargo)",
         ));
@@ -187,8 +197,9 @@ pub(crate) async fn authenticate(
         .ok()
         .and_then(depot_auth::secret_from_header)
         .ok_or_else(|| {
-            unauthorized(
+            refuse(
                 state,
+                "malformed",
                 "authentication failed: malformed Authorization header (expected the token, \
                  or `Bearer <token>`)",
             )
@@ -205,11 +216,16 @@ pub(crate) async fn authenticate(
         }
     };
     let Some(token) = token else {
-        return Err(unauthorized(state, "authentication failed: unknown token"));
+        return Err(refuse(
+            state,
+            "unknown",
+            "authentication failed: unknown token",
+        ));
     };
     if token.revoked {
-        return Err(unauthorized(
+        return Err(refuse(
             state,
+            "revoked",
             "authentication failed: the token was revoked",
         ));
     }
@@ -217,14 +233,16 @@ pub(crate) async fn authenticate(
         .expires_at
         .is_some_and(|expiry| expiry <= Timestamp::now())
     {
-        return Err(unauthorized(
+        return Err(refuse(
             state,
+            "expired",
             "authentication failed: the token has expired",
         ));
     }
     if token.user_disabled {
-        return Err(unauthorized(
+        return Err(refuse(
             state,
+            "disabled",
             &format!(
                 "authentication failed: the user `{}` is disabled",
                 token.login

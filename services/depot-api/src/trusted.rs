@@ -84,27 +84,49 @@ pub(crate) async fn exchange(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ExchangeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let refused = |detail: String| unauthorized(&state, &detail);
-    let issuer = oidc::peek_issuer(&request.jwt).map_err(|e| refused(e.to_string()))?;
-    let trusts = state.store().trusts_for_issuer(&issuer).await?;
+    let (outcome, result) = match mint(&state, &request.jwt).await {
+        Ok(reply) => ("minted", Ok(reply)),
+        Err((outcome, error)) => (outcome, Err(error)),
+    };
+    depot_telemetry::metrics()
+        .trusted_exchanges
+        .with_label_values(&[outcome])
+        .inc();
+    result.map(Json)
+}
+
+/// The exchange; a refusal comes with its outcome label.
+async fn mint(state: &AppState, jwt: &str) -> Result<Value, (&'static str, ApiError)> {
+    let refused = |detail: String| unauthorized(state, &detail);
+    let invalid = |detail: String| ("invalid_token", refused(detail));
+    let internal = |e: ApiError| ("error", e);
+    let issuer = oidc::peek_issuer(jwt).map_err(|e| invalid(e.to_string()))?;
+    let trusts = state
+        .store()
+        .trusts_for_issuer(&issuer)
+        .await
+        .map_err(|e| internal(e.into()))?;
     if trusts.is_empty() {
-        return Err(refused(format!(
-            "no crate trusts ID tokens issued by `{}`",
-            issuer.escape_debug()
-        )));
+        return Err((
+            "no_trust",
+            refused(format!(
+                "no crate trusts ID tokens issued by `{}`",
+                issuer.escape_debug()
+            )),
+        ));
     }
     let now = Timestamp::now();
     let verified = state
         .inner
         .jwks
-        .verify(&request.jwt, &issuer, now.unix_seconds(), SKEW_SECS)
+        .verify(jwt, &issuer, now.unix_seconds(), SKEW_SECS)
         .await
         .map_err(|e| match e {
             JwksError::Fetch { .. } => {
                 tracing::warn!(error = %e, "trusted publishing: the issuer's keys are unavailable");
-                ApiError::unavailable(e.to_string())
+                ("issuer_unavailable", ApiError::unavailable(e.to_string()))
             }
-            other => refused(other.to_string()),
+            other => invalid(other.to_string()),
         })?;
 
     let mut crates: Vec<String> = Vec::new();
@@ -123,10 +145,13 @@ pub(crate) async fn exchange(
     }
     if crates.is_empty() {
         mismatches.truncate(3);
-        return Err(ApiError::forbidden(format!(
-            "the ID token satisfies no trust of a crate: {}",
-            mismatches.join("; ")
-        )));
+        return Err((
+            "no_match",
+            ApiError::forbidden(format!(
+                "the ID token satisfies no trust of a crate: {}",
+                mismatches.join("; ")
+            )),
+        ));
     }
 
     let digest = hex::encode(Sha256::digest(
@@ -179,16 +204,18 @@ pub(crate) async fn exchange(
         .await;
     match appended {
         Ok(appended) if !appended.duplicate => {}
-        Ok(_) => return Err(already_used()),
-        Err(e) if e.is_conflict() => return Err(already_used()),
-        Err(e) => return Err(e.into()),
+        Ok(_) => return Err(("replayed", already_used())),
+        Err(e) if e.is_conflict() => return Err(("replayed", already_used())),
+        Err(e) => return Err(internal(e.into())),
     }
-    crate::tokens::wait_for_token(&state, token_id, |_| true).await?;
-    Ok(Json(json!({
+    crate::tokens::wait_for_token(state, token_id, |_| true)
+        .await
+        .map_err(internal)?;
+    Ok(json!({
         "token": secret,
         "expires_at": expires_at.to_rfc3339(),
         "crates": crates,
-    })))
+    }))
 }
 
 fn already_used() -> ApiError {

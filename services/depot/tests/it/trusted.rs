@@ -245,6 +245,47 @@ async fn trusted_publishing_from_a_local_oidc_issuer(setup: Setup) {
             .any(|l| l.contains("token issued") && l.contains(&issuer.url())),
         "{out}"
     );
+
+    // Operators see the exchanges and refusals.
+    let metrics = depot
+        .http
+        .get(depot.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (series, at_least) in [
+        (
+            "depot_trusted_publishing_exchanges_total{outcome=\"minted\"}",
+            3.0,
+        ),
+        (
+            "depot_trusted_publishing_exchanges_total{outcome=\"replayed\"}",
+            1.0,
+        ),
+        (
+            "depot_trusted_publishing_exchanges_total{outcome=\"no_trust\"}",
+            1.0,
+        ),
+        (
+            "depot_trusted_publishing_exchanges_total{outcome=\"no_match\"}",
+            3.0,
+        ),
+        (
+            "depot_trusted_publishing_exchanges_total{outcome=\"invalid_token\"}",
+            7.0,
+        ),
+        ("depot_auth_refusals_total{reason=\"revoked\"}", 1.0),
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
+        assert!(value >= at_least, "{series} = {value}");
+    }
 }
 
 /// On an auth-required registry, the CI token also reads the crate's private dependencies, so
