@@ -145,6 +145,82 @@ fn history() -> Vec<StoredEvent> {
     log.upload("Bar_Baz", "0.1.0", "dd");
     log.accept("Bar_Baz", "0.1.0", "dd", FeatureMap::new());
     log.upload("Bar_Baz", "0.2.0", "ee"); // still pending
+    // Accounts and trusted publishing.
+    log.push(
+        "principal.carol",
+        Event::UserCreated(depot_events::UserCreated {
+            login: "Carol".into(),
+            admin: true,
+        }),
+    );
+    log.push(
+        "principal.alice",
+        Event::UserDisabled(depot_events::UserChanged {
+            login: "alice".into(),
+        }),
+    );
+    log.push(
+        "deploy.builders",
+        Event::TokenIssued(TokenIssued {
+            token_id: uuid::Uuid::from_u128(2000),
+            user: "deploy:builders".into(),
+            secret_sha256: "deploy-hash".into(),
+            kind: TokenKind::Deploy,
+            label: Some("builders".into()),
+            scopes: vec![depot_events::TokenScope::Read],
+            crates: vec!["foo*".into()],
+            read_crates: None,
+            expires_at: None,
+            created_by: Some("depot:admin".into()),
+            oidc: None,
+        }),
+    );
+    log.push(
+        "oidc.abc123",
+        Event::TokenIssued(TokenIssued {
+            token_id: uuid::Uuid::from_u128(3000),
+            user: "ci:repo".into(),
+            secret_sha256: "ci-hash".into(),
+            kind: TokenKind::Ci,
+            label: None,
+            scopes: vec![
+                depot_events::TokenScope::Read,
+                depot_events::TokenScope::PublishUpdate,
+            ],
+            crates: vec!["foo".into()],
+            read_crates: Some(vec![]),
+            expires_at: None,
+            created_by: Some("trusted-publishing".into()),
+            oidc: None,
+        }),
+    );
+    log.push(
+        "ci.00000000000000000000000000000bb8",
+        Event::TokenRevoked(depot_events::TokenRevoked {
+            token_id: uuid::Uuid::from_u128(3000),
+        }),
+    );
+    for id in [10, 11] {
+        log.push(
+            "crate.foo",
+            Event::TrustAdded(depot_events::TrustAdded {
+                trust_id: uuid::Uuid::from_u128(id),
+                issuer: "https://ci.example".into(),
+                audience: "depot".into(),
+                claims: [("sub".to_owned(), format!("repo:{id}"))].into(),
+            }),
+        );
+    }
+    log.push(
+        "crate.foo",
+        Event::TrustRemoved(depot_events::TrustRemoved {
+            trust_id: uuid::Uuid::from_u128(10),
+        }),
+    );
+    log.push(
+        "crate.foo",
+        Event::TrustedOnlySet(depot_events::TrustedOnlySet { enabled: true }),
+    );
     log.events
 }
 
@@ -213,6 +289,41 @@ async fn redelivery_and_batching(backend: Backend) {
     assert_eq!(outcome.crates, vec!["bar_baz".to_owned(), "foo".to_owned()]);
     let dump_a = dump(&store_a).await;
     assert!(dump_a.len() > 10, "{dump_a:?}");
+    // Accounts and trusts were folded.
+    let trusts: Vec<&String> = dump_a.iter().filter(|r| r.starts_with("trusts ")).collect();
+    assert_eq!(trusts.len(), 1, "{trusts:?}");
+    assert!(trusts[0].contains("|foo|https://ci.example|"), "{trusts:?}");
+    assert!(
+        dump_a.contains(&"trusted_only foo".to_owned()),
+        "{dump_a:?}"
+    );
+    let carol = store_a.user_account("carol").await.unwrap().unwrap();
+    assert!(carol.admin && !carol.disabled && carol.display == "Carol");
+    assert!(
+        store_a
+            .user_account("ALICE")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let ci = store_a
+        .token("00000000-0000-0000-0000-000000000bb8")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ci.revoked && ci.read_crates == Some(vec![]), "{ci:?}");
+    let deploy = store_a.tokens(Some("deploy:builders")).await.unwrap();
+    assert_eq!(deploy.len(), 1, "{deploy:?}");
+    assert_eq!(
+        store_a
+            .trusts_for_issuer("https://ci.example")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store_a.trusted_only("foo").await.unwrap());
 
     // Applying the same events again changes nothing.
     let again = proj_a.apply(&events).await.unwrap();
@@ -264,7 +375,12 @@ async fn redelivery_and_batching(backend: Backend) {
         .unwrap();
     assert_eq!(state.owners(), ["alice", "bob"]);
     assert_eq!(state.head.live, 2);
-    assert_eq!(seq, 13);
+    let last_of_foo = events
+        .iter()
+        .filter(|e| e.subject == "crate.foo")
+        .map(|e| e.seq)
+        .max();
+    assert_eq!(Some(seq), last_of_foo);
     // Only the uploads of the version asked about (build metadata ignored) are loaded.
     assert_eq!(state.versions.len(), 1, "{state:?}");
     assert!(state.accepted_version("1.0.0").unwrap().yanked);

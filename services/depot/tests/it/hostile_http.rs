@@ -547,6 +547,40 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         }
     }
 
+    // Bad bodies on the token, trust and trusted-publishing routes.
+    let shapes: [(&str, &[u8], &[u8], u16); 5] = [
+        ("truncated JSON", b"{", b"application/json", 400),
+        ("a list, not an object", b"[1]", b"application/json", 422),
+        (
+            "fields of the wrong type",
+            br#"{"api_token":5,"issuer":5,"enabled":"yes","jwt":5}"#,
+            b"application/json",
+            422,
+        ),
+        ("no content type", b"{}", b"text/plain", 415),
+        ("not UTF-8", b"{\"\xff\":1}", b"application/json", 400),
+    ];
+    for (method, target) in [
+        ("PUT", "/api/v1/me/tokens"),
+        ("PUT", "/api/v1/crates/present/trusted_publishers"),
+        ("PUT", "/api/v1/crates/present/trusted_publishing_only"),
+        ("POST", "/api/v1/trusted_publishing/tokens"),
+    ] {
+        for (what, body, content_type, status) in shapes {
+            let headers: &[(&str, &[u8])] =
+                &[("Authorization", auth), ("Content-Type", content_type)];
+            let response = raw(&depot, method, target, headers, body).await;
+            baseline
+                .refused(
+                    &depot,
+                    &format!("{method} {target}: {what}"),
+                    &response,
+                    status,
+                )
+                .await;
+        }
+    }
+
     // Wrong methods: 405 with `Allow`.
     for (method, target) in [
         ("POST", "/index/config.json"),
@@ -558,6 +592,15 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         ("PATCH", "/api/v1/crates/present/owners"),
         ("PUT", "/api/v1/crates/present/1.0.0/download"),
         ("POST", "/health"),
+        ("POST", "/api/v1/me/tokens"),
+        (
+            "GET",
+            "/api/v1/me/tokens/01890000-0000-7000-8000-000000000000",
+        ),
+        ("GET", "/api/v1/trusted_publishing/tokens"),
+        ("POST", "/api/v1/crates/present/trusted_publishers"),
+        ("GET", "/api/v1/crates/present/trusted_publishing_only"),
+        ("POST", "/me"),
     ] {
         let response = raw(&depot, method, target, &[("Authorization", auth)], b"").await;
         assert!(
