@@ -12,6 +12,9 @@ pub enum StoreError {
     /// A file operation of the blob store failed.
     #[error("blob store error: {0}")]
     Io(#[from] std::io::Error),
+    /// A request to the object storage of the blob store failed.
+    #[error("object storage error: {0}")]
+    Object(Box<object_store::Error>),
     /// A stored value could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

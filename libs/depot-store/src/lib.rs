@@ -12,7 +12,7 @@ mod error;
 mod projection;
 mod store;
 
-pub use blob::{BlobStore, BlobWriter, Quarantined, StoredBlob};
+pub use blob::{BlobReader, BlobStore, BlobWriter, Quarantined, S3Config, StoredBlob};
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
 pub use projection::{CrateSave, ProjectionTx, Target};

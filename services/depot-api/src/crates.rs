@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_events::{Event, OwnersChanged, TokenScope, VersionYankToggled};
 use depot_index::{CrateName, Login, Version};
@@ -316,6 +316,23 @@ pub(crate) async fn download(
     let Some(blob) = state.store().download_target(&canon, &vers).await? else {
         return Err(not_found());
     };
+    if let Some(valid_for) = state.config().blob_redirect
+        && let Some(url) = state.inner.blobs.download_url(&blob, valid_for).await?
+    {
+        state.inner.downloads.count(&canon, &vers);
+        depot_telemetry::metrics().downloads.inc();
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (
+                    header::LOCATION,
+                    HeaderValue::from_str(&url).map_err(ApiError::internal)?,
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response());
+    }
     let Some((file, len)) = state.inner.blobs.open_blob(&blob).await? else {
         return Err(ApiError::internal(format!(
             "blob {blob} of {name} {vers} is missing from the blob store"

@@ -69,6 +69,9 @@ pub struct ApiConfig {
     pub default_token_lifetime: Option<Duration>,
     /// Trusted publishing: CI token lifetime and the issuers' key-set cache.
     pub trusted_publishing: TrustedPublishingConfig,
+    /// On object storage: answer downloads with a redirect to a presigned URL valid this long,
+    /// instead of streaming the blob through the api.
+    pub blob_redirect: Option<Duration>,
 }
 
 impl ApiConfig {

@@ -476,7 +476,14 @@ impl Extractor {
             return Ok(timed_out());
         };
         let actual = actual?.ok_or_else(missing)?;
-        let path = self.blobs.path(&upload.blob).ok_or_else(missing)?;
+        let (blob, _) = self
+            .blobs
+            .open_blob(&upload.blob)
+            .await?
+            .ok_or_else(missing)?;
+        // The archive is parsed by synchronous readers on a blocking thread; the bridge feeds
+        // them from the blob's stream (a file, or object storage) as they read.
+        let blob = tokio_util::io::SyncIoBridge::new(blob);
         let config = Arc::clone(&self.config);
         let checker = Arc::clone(&self.checker);
         let pubtime = envelope.at.to_pubtime();
@@ -485,9 +492,8 @@ impl Extractor {
             let expired = Arc::clone(&expired);
             let upload = upload.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<Outcome> {
-                let file = std::fs::File::open(&path)?;
                 let mut reader = DeadlineReader::new(
-                    std::io::BufReader::with_capacity(READ_BUFFER, file),
+                    std::io::BufReader::with_capacity(READ_BUFFER, blob),
                     deadline,
                     expired,
                 );

@@ -13,6 +13,15 @@ use depot_extractor::ExtractorConfig;
 
 use crate::http::ServerLimits;
 
+/// Where the blob store is.
+#[derive(Debug, Clone)]
+pub(crate) enum BlobLocation {
+    /// A local directory.
+    Directory(PathBuf),
+    /// An S3-compatible bucket.
+    S3(Box<depot_store::S3Config>),
+}
+
 /// Settings shared by all subcommands.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Settings {
@@ -84,6 +93,57 @@ pub(crate) struct Settings {
     /// directory.
     #[arg(long, env = "DEPOT_BLOB_DIR", global = true)]
     pub blob_dir: Option<PathBuf>,
+
+    /// Where blobs live: `file:///absolute/path` (a directory, like DEPOT_BLOB_DIR) or
+    /// `s3://bucket/prefix` (S3-compatible object storage, reached with the AWS_* settings).
+    #[arg(long, env = "DEPOT_BLOB_URL", global = true)]
+    pub blob_url: Option<String>,
+
+    /// S3 endpoint for S3-compatible servers (SeaweedFS, MinIO …); AWS when unset.
+    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(
+        long = "s3-region",
+        env = "AWS_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub s3_region: String,
+
+    /// S3 access key id.
+    #[arg(long = "s3-access-key-id", env = "AWS_ACCESS_KEY_ID", global = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(
+        long = "s3-secret-access-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Address buckets as `https://bucket.host/` (AWS's virtual-hosted style) instead of
+    /// `https://host/bucket/` (path style, what S3-compatible servers expect).
+    #[arg(long = "s3-virtual-hosted", env = "DEPOT_S3_VIRTUAL_HOSTED", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub s3_virtual_hosted: bool,
+
+    /// Size of the parts of an S3 multipart upload (suffixes allowed; at least 5MiB). An
+    /// upload holds at most three parts in memory.
+    #[arg(long, env = "DEPOT_S3_PART_SIZE", default_value = "8MiB", value_parser = parse_size, global = true)]
+    pub s3_part_size: u64,
+
+    /// Downloads from object storage: answer with a redirect to a presigned URL valid this many
+    /// seconds instead of streaming the blob through Depot (0: stream through Depot).
+    #[arg(
+        long,
+        env = "DEPOT_BLOB_REDIRECT_SECS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub blob_redirect_secs: u64,
 
     /// Largest .crate accepted, in bytes (suffixes K, M, G, KiB, MiB, GiB allowed; max 3 GiB).
     #[arg(long, env = "DEPOT_MAX_CRATE_SIZE", default_value = "10MiB", value_parser = parse_size, global = true)]
@@ -413,15 +473,39 @@ impl Settings {
         })
     }
 
-    /// The blob directory.
+    /// The blob directory of the local backend.
     pub(crate) fn blob_dir(&self) -> PathBuf {
         self.blob_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
+    /// Where blobs live.
+    pub(crate) fn blob_location(&self) -> anyhow::Result<BlobLocation> {
+        let Some(url) = self.blob_url.as_deref() else {
+            return Ok(BlobLocation::Directory(self.blob_dir()));
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            anyhow::ensure!(
+                path.starts_with('/'),
+                "DEPOT_BLOB_URL `{url}`: a file URL names an absolute path (file:///srv/blobs)"
+            );
+            return Ok(BlobLocation::Directory(PathBuf::from(path)));
+        }
+        let mut config = depot_store::S3Config::from_url(url)
+            .map_err(|e| anyhow::anyhow!("DEPOT_BLOB_URL: {e}"))?;
+        config.endpoint = self.s3_endpoint.clone();
+        config.region = self.s3_region.clone();
+        config.access_key_id = self.s3_access_key_id.clone();
+        config.secret_access_key = self.s3_secret_access_key.clone();
+        config.path_style = !self.s3_virtual_hosted;
+        config.part_size = usize::try_from(self.s3_part_size).unwrap_or(usize::MAX);
+        Ok(BlobLocation::S3(Box::new(config)))
+    }
+
     /// Checks values that clap cannot.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        self.blob_location()?;
         if self.max_crate_size > MAX_CRATE_SIZE_LIMIT {
             anyhow::bail!(
                 "DEPOT_MAX_CRATE_SIZE is {} bytes; the most Depot supports is 3 GiB",
@@ -557,6 +641,11 @@ impl Settings {
                 ..defaults.jwks
             },
         }
+    }
+
+    /// Downloads answered with a presigned URL valid this long, if set.
+    pub(crate) fn blob_redirect(&self) -> Option<Duration> {
+        (self.blob_redirect_secs > 0).then(|| Duration::from_secs(self.blob_redirect_secs))
     }
 
     /// How long a new personal token lives by default (`None`: forever).

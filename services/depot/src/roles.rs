@@ -11,7 +11,7 @@ use depot_projector::{CRATE_CHANGED_TOPIC, Projector};
 use depot_store::{BlobStore, Store, Target};
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{BlobLocation, Settings};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy)]
@@ -88,13 +88,17 @@ pub(crate) async fn open_store(settings: &Settings, max_connections: u32) -> any
         .with_context(|| format!("cannot open the read models at {}", redact(&url)))
 }
 
-/// Opens the blob store.
-/// Opens the blob store and removes temporary upload files that a crashed process left behind.
+/// Opens the blob store (a directory or an S3 bucket) and removes what uploads interrupted by
+/// a crash left behind.
 pub(crate) async fn open_blobs(settings: &Settings) -> anyhow::Result<BlobStore> {
-    let dir = settings.blob_dir();
-    let blobs = BlobStore::open(&dir)
-        .await
-        .with_context(|| format!("cannot open the blob directory {}", dir.display()))?;
+    let blobs = match settings.blob_location()? {
+        BlobLocation::Directory(dir) => BlobStore::open(&dir)
+            .await
+            .with_context(|| format!("cannot open the blob directory {}", dir.display()))?,
+        BlobLocation::S3(config) => BlobStore::open_s3(&config)
+            .await
+            .context("cannot open the blob store")?,
+    };
     match blobs.sweep_temp(settings.stale_upload_age()).await {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed abandoned temporary upload files"),
@@ -234,6 +238,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             auth_required: settings.auth_required,
             default_token_lifetime: settings.default_token_lifetime(),
             trusted_publishing: settings.trusted_publishing(),
+            blob_redirect: settings.blob_redirect(),
         };
         let state = AppState::new(
             config,

@@ -139,6 +139,7 @@ impl TestApp {
             auth_required: options.auth_required,
             default_token_lifetime: Some(Duration::from_secs(90 * 24 * 3600)),
             trusted_publishing: depot_api::TrustedPublishingConfig::default(),
+            blob_redirect: None,
         };
         let state = AppState::new(config, log.clone(), store.clone(), blobs);
         let listener_task =

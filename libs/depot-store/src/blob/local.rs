@@ -1,42 +1,32 @@
-//! A content-addressed blob store on a local directory.
+//! The blob store on a local directory.
 //!
 //! Uploads are written to a temporary file while their sha256 is computed, then renamed to
 //! `sha256/<ab>/<cd>/<hex>`; the rename is atomic, so a blob is either absent or complete.
 //!
-//! A temporary file never outlives its upload: a [`BlobWriter`] that is dropped without
-//! [`BlobWriter::finish`] (an error, a timeout, a client that went away) removes its file, and
-//! [`BlobStore::sweep_temp`] removes what a crashed process left behind.
+//! A temporary file never outlives its upload: a [`LocalWriter`] that is dropped without
+//! [`LocalWriter::finish`] (an error, a timeout, a client that went away) removes its file, and
+//! [`LocalBlobs::sweep_temp`] removes what a crashed process left behind.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::fs::{self, File};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use super::{BlobReader, StoredBlob};
 use crate::StoreError;
 
 /// Blobs under one directory.
 #[derive(Debug, Clone)]
-pub struct BlobStore {
+pub(crate) struct LocalBlobs {
     root: PathBuf,
 }
 
-/// A blob that has been stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredBlob {
-    /// The store key, `sha256/<hex>`.
-    pub key: String,
-    /// Lowercase hex sha256 of the content.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
 /// An upload in progress: bytes go to a temporary file and into the hash. Dropping it without
-/// [`BlobWriter::finish`] deletes the temporary file.
+/// [`LocalWriter::finish`] deletes the temporary file.
 #[derive(Debug)]
-pub struct BlobWriter {
+pub(crate) struct LocalWriter {
     file: File,
     temp: TempFile,
     hasher: Sha256,
@@ -67,22 +57,22 @@ impl Drop for TempFile {
     }
 }
 
-impl BlobStore {
+impl LocalBlobs {
     /// A store rooted at `root` (created if missing).
-    pub async fn open(root: impl Into<PathBuf>) -> Result<BlobStore, StoreError> {
+    pub(crate) async fn open(root: impl Into<PathBuf>) -> Result<LocalBlobs, StoreError> {
         let root = root.into();
         fs::create_dir_all(root.join("tmp")).await?;
         fs::create_dir_all(root.join("sha256")).await?;
-        Ok(BlobStore { root })
+        Ok(LocalBlobs { root })
     }
 
     /// The root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Starts an upload.
-    pub async fn writer(&self) -> Result<BlobWriter, StoreError> {
+    pub(crate) async fn writer(&self) -> Result<LocalWriter, StoreError> {
         let temp = self
             .root
             .join("tmp")
@@ -90,7 +80,7 @@ impl BlobStore {
         // Created synchronously (one open(2)): an asynchronous create runs on a blocking thread
         // that a cancelled request cannot stop, and could leave a file that no guard owns.
         let file = File::from_std(std::fs::File::create(&temp)?);
-        Ok(BlobWriter {
+        Ok(LocalWriter {
             file,
             temp: TempFile {
                 path: temp,
@@ -103,7 +93,7 @@ impl BlobStore {
     }
 
     /// Stores `bytes` as one blob (content-addressed, durable once this returns).
-    pub async fn put(&self, bytes: &[u8]) -> Result<StoredBlob, StoreError> {
+    pub(crate) async fn put(&self, bytes: &[u8]) -> Result<StoredBlob, StoreError> {
         let mut writer = self.writer().await?;
         if let Err(e) = writer.write(bytes).await {
             writer.discard().await;
@@ -112,37 +102,10 @@ impl BlobStore {
         writer.finish().await
     }
 
-    /// Reads a whole blob into memory, refusing one larger than `max_bytes`: `Ok(None)` if it
-    /// does not exist, [`StoreError::Corrupt`] if it is too large.
-    pub async fn read_capped(
-        &self,
-        key: &str,
-        max_bytes: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some((file, len)) = self.open_blob(key).await? else {
-            return Ok(None);
-        };
-        if len > max_bytes {
-            return Err(StoreError::Corrupt(format!(
-                "blob {key} has {len} bytes, more than the {max_bytes} expected at most"
-            )));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .await?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(StoreError::Corrupt(format!(
-                "blob {key} grew past {max_bytes} bytes while being read"
-            )));
-        }
-        Ok(Some(bytes))
-    }
-
     /// Deletes temporary upload files not modified for `older_than` (left by a process that
     /// crashed or was killed mid-upload) and returns how many. A live upload writes its file at
     /// least once per body idle timeout, so `older_than` must exceed that timeout.
-    pub async fn sweep_temp(&self, older_than: Duration) -> Result<usize, StoreError> {
+    pub(crate) async fn sweep_temp(&self, older_than: Duration) -> Result<usize, StoreError> {
         let now = SystemTime::now();
         let mut removed = 0;
         let mut entries = fs::read_dir(self.root.join("tmp")).await?;
@@ -170,16 +133,10 @@ impl BlobStore {
         Ok(removed)
     }
 
-    /// The key of a blob with this sha256.
-    pub fn key_for(sha256: &str) -> String {
-        format!("sha256/{sha256}")
-    }
-
     /// The file path of a key, or `None` for a malformed key.
-    pub fn path(&self, key: &str) -> Option<PathBuf> {
-        let hex = key.strip_prefix("sha256/")?;
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| {
+    pub(crate) fn path(&self, key: &str) -> Option<PathBuf> {
+        let hex = super::hex_of_key(key)?;
+        Some({
             self.root
                 .join("sha256")
                 .join(&hex[..2])
@@ -189,40 +146,27 @@ impl BlobStore {
     }
 
     /// Opens a stored blob for reading; `None` if it does not exist.
-    pub async fn open_blob(&self, key: &str) -> Result<Option<(File, u64)>, StoreError> {
+    pub(crate) async fn open_blob(
+        &self,
+        key: &str,
+    ) -> Result<Option<(BlobReader, u64)>, StoreError> {
         let Some(path) = self.path(key) else {
             return Ok(None);
         };
         match File::open(&path).await {
             Ok(file) => {
                 let len = file.metadata().await?.len();
-                Ok(Some((file, len)))
+                Ok(Some((Box::pin(file), len)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The sha256 (lowercase hex) of a stored blob, read in chunks; `None` if it is missing.
-    pub async fn sha256_of(&self, key: &str) -> Result<Option<String>, StoreError> {
-        use tokio::io::AsyncReadExt as _;
-        let Some((mut file, _)) = self.open_blob(key).await? else {
-            return Ok(None);
-        };
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = file.read(&mut buffer).await?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
-        Ok(Some(hex::encode(hasher.finalize())))
-    }
-
     /// Every stored blob: its key, size and modification time.
-    pub async fn list(&self) -> Result<Vec<(String, u64, std::time::SystemTime)>, StoreError> {
+    pub(crate) async fn list(
+        &self,
+    ) -> Result<Vec<(String, u64, std::time::SystemTime)>, StoreError> {
         let mut blobs = Vec::new();
         let mut dirs = vec![self.root.join("sha256")];
         while let Some(dir) = dirs.pop() {
@@ -236,7 +180,7 @@ impl BlobStore {
                 if meta.is_dir() {
                     dirs.push(entry.path());
                 } else if let Some(name) = entry.file_name().to_str() {
-                    let key = BlobStore::key_for(name);
+                    let key = super::BlobStore::key_for(name);
                     if self.path(&key).is_some() {
                         blobs.push((key, meta.len(), meta.modified()?));
                     }
@@ -250,7 +194,10 @@ impl BlobStore {
     /// Moves a stored blob aside (to `gc/<hex>` under the root), for garbage collection: once
     /// moved, a concurrent upload of the same content stores a new file at the blob's path and
     /// is not affected by what happens to this one. `None` if the blob is missing.
-    pub async fn quarantine(&self, key: &str) -> Result<Option<Quarantined>, StoreError> {
+    pub(crate) async fn quarantine(
+        &self,
+        key: &str,
+    ) -> Result<Option<LocalQuarantined>, StoreError> {
         let Some(path) = self.path(key) else {
             return Ok(None);
         };
@@ -260,7 +207,7 @@ impl BlobStore {
         let aside = self.root.join(QUARANTINE_DIR).join(name);
         fs::create_dir_all(self.root.join(QUARANTINE_DIR)).await?;
         match fs::rename(&path, &aside).await {
-            Ok(()) => Ok(Some(Quarantined {
+            Ok(()) => Ok(Some(LocalQuarantined {
                 path: aside,
                 home: path,
             })),
@@ -271,7 +218,7 @@ impl BlobStore {
 
     /// Puts back every blob a garbage collection left moved aside (it was interrupted between
     /// moving a blob and deciding on it). Returns how many were put back.
-    pub async fn restore_quarantined(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn restore_quarantined(&self) -> Result<usize, StoreError> {
         let mut entries = match fs::read_dir(self.root.join(QUARANTINE_DIR)).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -282,10 +229,10 @@ impl BlobStore {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let Some(home) = self.path(&BlobStore::key_for(&name)) else {
+            let Some(home) = self.path(&super::BlobStore::key_for(&name)) else {
                 continue;
             };
-            Quarantined {
+            LocalQuarantined {
                 path: entry.path(),
                 home,
             }
@@ -297,7 +244,7 @@ impl BlobStore {
     }
 
     /// Deletes a stored blob (for garbage collection of unreferenced blobs).
-    pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
+    pub(crate) async fn remove(&self, key: &str) -> Result<(), StoreError> {
         if let Some(path) = self.path(key) {
             match fs::remove_file(path).await {
                 Ok(()) => {}
@@ -312,25 +259,25 @@ impl BlobStore {
 /// Where garbage collection moves blobs it is about to delete, under the root.
 const QUARANTINE_DIR: &str = "gc";
 
-/// A blob moved aside by [`BlobStore::quarantine`]: deleted or put back once decided.
+/// A blob moved aside by [`LocalBlobs::quarantine`]: deleted or put back once decided.
 #[derive(Debug)]
-pub struct Quarantined {
+pub(crate) struct LocalQuarantined {
     /// Where it is now.
     path: PathBuf,
     /// Its content address.
     home: PathBuf,
 }
 
-impl Quarantined {
+impl LocalQuarantined {
     /// When the moved file was last written: a blob stored again just before it was moved
     /// aside is recent.
-    pub async fn modified(&self) -> Result<std::time::SystemTime, StoreError> {
+    pub(crate) async fn modified(&self) -> Result<std::time::SystemTime, StoreError> {
         Ok(fs::metadata(&self.path).await?.modified()?)
     }
 
     /// Puts the blob back at its content address (if the same content was stored there again
     /// meanwhile, that copy stays and this one is dropped).
-    pub async fn restore(self) -> Result<(), StoreError> {
+    pub(crate) async fn restore(self) -> Result<(), StoreError> {
         if fs::try_exists(&self.home).await? {
             fs::remove_file(&self.path).await?;
             return Ok(());
@@ -343,7 +290,7 @@ impl Quarantined {
     }
 
     /// Deletes the blob for good.
-    pub async fn delete(self) -> Result<(), StoreError> {
+    pub(crate) async fn delete(self) -> Result<(), StoreError> {
         match fs::remove_file(&self.path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -352,9 +299,9 @@ impl Quarantined {
     }
 }
 
-impl BlobWriter {
+impl LocalWriter {
     /// Appends bytes.
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
         self.file.write_all(chunk).await?;
@@ -362,12 +309,12 @@ impl BlobWriter {
     }
 
     /// The lowercase hex sha256 of the bytes written so far.
-    pub fn sha256_hex(&self) -> String {
+    pub(crate) fn sha256_hex(&self) -> String {
         hex::encode(self.hasher.clone().finalize())
     }
 
     /// Bytes written so far.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
@@ -375,12 +322,12 @@ impl BlobWriter {
     /// content exists already, the temporary file is simply dropped. On failure (a full disk
     /// shows here, when buffered bytes are flushed) the temporary file is deleted.
     /// (The writer's guard does that: the file is kept only once it has been renamed.)
-    pub async fn finish(mut self) -> Result<StoredBlob, StoreError> {
+    pub(crate) async fn finish(mut self) -> Result<StoredBlob, StoreError> {
         self.file.flush().await?;
         self.file.sync_all().await?;
         let sha256 = hex::encode(self.hasher.finalize_reset());
-        let key = BlobStore::key_for(&sha256);
-        let store = BlobStore {
+        let key = super::BlobStore::key_for(&sha256);
+        let store = LocalBlobs {
             root: self.root.clone(),
         };
         let path = store.path(&key).expect("a fresh sha256 key is valid");
@@ -403,7 +350,7 @@ impl BlobWriter {
     }
 
     /// Abandons the upload and deletes the temporary file (as dropping the writer does).
-    pub async fn discard(mut self) {
+    pub(crate) async fn discard(mut self) {
         self.temp.keep = true;
         let _ = fs::remove_file(self.temp.path()).await;
     }
@@ -411,7 +358,10 @@ impl BlobWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::{BlobStore, StoredBlob};
 
     #[tokio::test]
     async fn stores_by_content_and_reads_back() {
@@ -427,14 +377,14 @@ mod tests {
         );
         assert_eq!(blob.size, 11);
         assert_eq!(
-            std::fs::read(store.path(&blob.key).unwrap()).unwrap(),
+            std::fs::read(store.local_path(&blob.key).unwrap()).unwrap(),
             b"hello world"
         );
         assert_eq!(
             store.sha256_of(&blob.key).await.unwrap().unwrap(),
             blob.sha256
         );
-        assert!(store.path("sha256/../../etc/passwd").is_none());
+        assert!(store.local_path("sha256/../../etc/passwd").is_none());
         assert!(
             store
                 .open_blob("sha256/../../etc/passwd")
@@ -485,7 +435,7 @@ mod tests {
         w.write(b"kept").await.unwrap();
         let blob = w.finish().await.unwrap();
         assert_eq!(temp_files(dir.path()), 0);
-        assert!(store.path(&blob.key).unwrap().exists());
+        assert!(store.local_path(&blob.key).unwrap().exists());
     }
 
     #[tokio::test]
@@ -538,7 +488,7 @@ mod tests {
         aside.restore().await.unwrap();
         assert_eq!(listed(&store).await, 1);
         assert_eq!(
-            std::fs::read(store.path(&blob.key).unwrap()).unwrap(),
+            std::fs::read(store.local_path(&blob.key).unwrap()).unwrap(),
             b"content"
         );
 
