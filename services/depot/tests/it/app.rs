@@ -53,7 +53,7 @@ impl TestApp {
         let data = tempfile::tempdir().expect("temp dir");
         let (log, notifier, store, db): (Arc<dyn EventLog>, Arc<dyn Notifier>, Store, _) =
             match setup {
-                Setup::Production => {
+                Setup::Production | Setup::S3 => {
                     let db = TestDatabase::new().await;
                     let prefix = depot_testkit::unique_prefix();
                     let log = JetStreamLog::connect(&JetStreamConfig {

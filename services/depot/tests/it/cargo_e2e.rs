@@ -235,7 +235,7 @@ async fn cargo_against_an_auth_required_registry(setup: Setup) {
     }
 }
 
-on_both_setups!(
+on_all_setups!(
     cargo_against_an_auth_required_registry,
     cargo_publish_build_yank_owner_search,
     cargo_publishes_a_large_incompressible_crate

@@ -204,7 +204,7 @@ async fn startup_fails_fast_with_a_clear_message() {
     assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
 }
 
-on_both_setups!(index_files_etags_paths_and_downloads);
+on_all_setups!(index_files_etags_paths_and_downloads);
 
 /// The zero-setup first start creates the admin `admin`, writes its token to a file only the
 /// owner can read, and prints the file's path and the cargo config, never the secret.

@@ -32,6 +32,22 @@ macro_rules! on_both_setups {
     };
 }
 
+/// Declares each listed `async fn name(setup: Setup)` as three tests: `production::name`,
+/// `embedded::name` and `s3::name` (NATS + PostgreSQL with blobs in a real S3 bucket).
+macro_rules! on_all_setups {
+    ($($name:ident),* $(,)?) => {
+        on_both_setups!($($name),*);
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::support::Setup::S3).await
+                }
+            )*
+        }
+    };
+}
+
 /// Which backends a test Depot runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Setup {
@@ -39,6 +55,8 @@ pub(crate) enum Setup {
     Production,
     /// The zero-setup default: SQLite event log and read models in a data directory.
     Embedded,
+    /// NATS JetStream + PostgreSQL, with blobs in a bucket of the test S3 server.
+    S3,
 }
 
 /// A running Depot.
@@ -48,8 +66,10 @@ pub(crate) struct TestDepot {
     role: &'static str,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
-    /// The database of its read models (production setup).
+    /// The database of its read models (production and S3 setups).
     _db: Option<TestDatabase>,
+    /// The bucket of its blobs (S3 setup).
+    bucket: Option<depot_testkit::TestBucket>,
     env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
     data: tempfile::TempDir,
@@ -70,8 +90,22 @@ impl TestDepot {
             ("DEPOT_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info".into()),
         ];
+        let bucket = match setup {
+            Setup::S3 => {
+                let bucket = depot_testkit::TestBucket::new().await;
+                env.extend([
+                    ("DEPOT_BLOB_URL".into(), format!("{}/blobs", bucket.url())),
+                    ("AWS_ENDPOINT_URL".into(), bucket.endpoint().to_owned()),
+                    ("AWS_REGION".into(), bucket.region().to_owned()),
+                    ("AWS_ACCESS_KEY_ID".into(), bucket.access_key().to_owned()),
+                    ("AWS_SECRET_ACCESS_KEY".into(), bucket.secret_key().to_owned()),
+                ]);
+                Some(bucket)
+            }
+            Setup::Production | Setup::Embedded => None,
+        };
         let db = match setup {
-            Setup::Production => {
+            Setup::Production | Setup::S3 => {
                 let db = TestDatabase::new().await;
                 env.extend([
                     ("DEPOT_NATS_URL".into(), depot_testkit::nats_url()),
@@ -118,12 +152,31 @@ impl TestDepot {
             role: "serve",
             url,
             _db: db,
+            bucket,
             env,
             output,
             data,
             log,
             store,
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// The blob store this Depot uses (its directory, or its S3 bucket).
+    pub(crate) async fn blobs(&self) -> depot_store::BlobStore {
+        match &self.bucket {
+            Some(bucket) => depot_store::BlobStore::open_s3(&depot_store::S3Config {
+                endpoint: Some(bucket.endpoint().to_owned()),
+                region: bucket.region().to_owned(),
+                access_key_id: Some(bucket.access_key().to_owned()),
+                secret_access_key: Some(bucket.secret_key().to_owned()),
+                ..depot_store::S3Config::from_url(&format!("{}/blobs", bucket.url())).unwrap()
+            })
+            .await
+            .expect("open the test bucket"),
+            None => depot_store::BlobStore::open(self.data_dir().join("blobs"))
+                .await
+                .expect("open the blob directory"),
         }
     }
 
@@ -529,6 +582,7 @@ impl TestDepot {
             role,
             url,
             _db: None,
+            bucket: None,
             env,
             output,
             data,
