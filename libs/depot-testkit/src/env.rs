@@ -1,4 +1,5 @@
-//! The test environment: where the real NATS server is, and unique names for test resources.
+//! The test environment: where the real NATS server is, how the other services are named, and
+//! unique names for test resources.
 //!
 //! Integration tests talk to real servers named by environment variables. `bash .ci/test`
 //! starts them and exports the variables; a test that runs without them panics with an
@@ -21,10 +22,12 @@ const MIN_NATS_VERSION: (u64, u64) = (2, 11);
 
 /// How the services are provided, repeated in every "not set" message.
 const HOW_TO: &str = "Run the tests with `bash .ci/test` (it starts a private nats-server 2.15.1 \
-     and checks PostgreSQL, then runs the whole suite), or start the services yourself and export \
-     DEPOT_TEST_NATS_URL=nats://127.0.0.1:<port> (a nats-server >= 2.11 with JetStream; not \
-     Debian's 2.9.10 on 127.0.0.1:4222) and \
-     DEPOT_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres.";
+     and a private SeaweedFS S3 server and checks PostgreSQL, then runs the whole suite), or \
+     start the services yourself and export DEPOT_TEST_NATS_URL=nats://127.0.0.1:<port> (a \
+     nats-server >= 2.11 with JetStream; not Debian's 2.9.10 on 127.0.0.1:4222), \
+     DEPOT_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres and, for S3, \
+     DEPOT_TEST_S3_ENDPOINT=http://127.0.0.1:<port>, DEPOT_TEST_S3_ACCESS_KEY, \
+     DEPOT_TEST_S3_SECRET_KEY and DEPOT_TEST_S3_REGION (an identity that may create buckets).";
 
 /// Reads a required test environment variable, panicking with instructions if it is missing.
 #[track_caller]

@@ -1,4 +1,4 @@
-//! Test support for Depot: real NATS/PostgreSQL fixtures, a driver for the real cargo and a
+//! Test support for Depot: real NATS/PostgreSQL/S3 fixtures, a driver for the real cargo and a
 //! local OIDC issuer.
 //!
 #![doc = include_str!("../README.md")]
@@ -9,6 +9,7 @@ mod cargo_project;
 mod database;
 mod env;
 mod oidc;
+mod s3;
 mod servers;
 
 pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
@@ -17,6 +18,7 @@ pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
 pub use database::TestDatabase;
 pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
 pub use oidc::{DEFAULT_OIDC_SUBJECT, OidcIssuer};
+pub use s3::{S3_ACCESS_KEY_VAR, S3_ENDPOINT_VAR, S3_REGION_VAR, S3_SECRET_KEY_VAR, TestBucket};
 pub use servers::{
     NATS_SERVER_VAR, PG_BIN_VAR, PgStopMode, PrivateNats, PrivatePostgres, free_port,
 };

@@ -1,4 +1,4 @@
-//! Self-checks of the testkit against the real cargo, PostgreSQL and NATS, and of its OIDC
+//! Self-checks of the testkit against the real cargo, PostgreSQL, NATS and S3, and of its OIDC
 //! issuer against Depot's verifier.
 
 mod cargo_driver;
@@ -6,3 +6,4 @@ mod database;
 mod nats;
 mod oidc;
 mod responder;
+mod s3;
