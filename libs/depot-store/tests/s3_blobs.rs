@@ -50,13 +50,21 @@ async fn multipart_uploads_land_at_their_content_address() {
     assert_eq!(store.describe(), format!("{}/blobs", bucket.url()));
 
     // 12 MiB in 1 MiB writes: three parts of at most 5 MiB.
-    let bytes: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let blob = store_bytes(&store, &bytes).await;
     assert_eq!(blob.sha256, hex::encode(Sha256::digest(&bytes)));
     assert_eq!(blob.size, bytes.len() as u64);
     assert_eq!(read_all(&store, &blob.key).await, bytes);
-    assert_eq!(store.sha256_of(&blob.key).await.unwrap(), Some(blob.sha256.clone()));
-    assert!(store.read_capped(&blob.key, 1 << 20).await.is_err(), "over the cap");
+    assert_eq!(
+        store.sha256_of(&blob.key).await.unwrap(),
+        Some(blob.sha256.clone())
+    );
+    assert!(
+        store.read_capped(&blob.key, 1 << 20).await.is_err(),
+        "over the cap"
+    );
 
     // Small blobs, stored twice: one object.
     let small = store.put(b"metadata").await.unwrap();
@@ -65,7 +73,13 @@ async fn multipart_uploads_land_at_their_content_address() {
         store.read_capped(&small.key, 1024).await.unwrap().unwrap(),
         b"metadata"
     );
-    let listed: Vec<String> = store.list().await.unwrap().into_iter().map(|b| b.0).collect();
+    let listed: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
     let mut expected = vec![blob.key.clone(), small.key.clone()];
     expected.sort();
     assert_eq!(listed, expected);
@@ -73,7 +87,13 @@ async fn multipart_uploads_land_at_their_content_address() {
     // Missing and malformed keys.
     let missing = BlobStore::key_for(&"0".repeat(64));
     assert!(store.open_blob(&missing).await.unwrap().is_none());
-    assert!(store.open_blob("sha256/../../etc/passwd").await.unwrap().is_none());
+    assert!(
+        store
+            .open_blob("sha256/../../etc/passwd")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.sha256_of(&missing).await.unwrap(), None);
     assert!(store.local_path(&blob.key).is_none());
 }
@@ -160,7 +180,10 @@ async fn a_wrong_secret_or_bucket_fails_at_open() {
         ..config(&bucket, "")
     };
     let error = BlobStore::open_s3(&wrong_secret).await.unwrap_err();
-    assert!(error.to_string().contains("cannot reach the blob bucket"), "{error}");
+    assert!(
+        error.to_string().contains("cannot reach the blob bucket"),
+        "{error}"
+    );
     let no_bucket = S3Config {
         bucket: "no-such-bucket-here".to_owned(),
         ..config(&bucket, "")

@@ -240,3 +240,44 @@ on_all_setups!(
     cargo_publish_build_yank_owner_search,
     cargo_publishes_a_large_incompressible_crate
 );
+
+/// With blobs in S3 and `DEPOT_BLOB_REDIRECT_SECS`, downloads are redirects to presigned URLs
+/// of the bucket, and the real cargo follows them to build a consumer.
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_follows_presigned_download_redirects() {
+    let depot = TestDepot::start_on(
+        crate::support::Setup::S3,
+        &[("DEPOT_BLOB_REDIRECT_SECS", "300")],
+    )
+    .await;
+    let token = depot.token("alice").await;
+    let home = CargoHome::new("depot", &depot.index_url(), Some(&token));
+    let lib = CargoProject::new_lib("redirected", "1.0.0")
+        .description("Downloaded from the bucket")
+        .lib_rs("pub fn answer() -> u32 { 42 }\n");
+    home.publish(&lib).await.assert_success();
+    let consumer = CargoProject::new_bin("follower", "0.1.0")
+        .dep("redirected", "1")
+        .main_rs("fn main() { assert_eq!(redirected::answer(), 42); }\n");
+    home.build(&consumer).await.assert_success();
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!(
+            "{}/api/v1/crates/redirected/1.0.0/download",
+            depot.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    assert!(!location.starts_with(&depot.url), "{location}");
+    let (status, bytes) = depot.download("redirected", "1.0.0").await;
+    assert_eq!(status, 200);
+    assert!(bytes.starts_with(&[0x1f, 0x8b]), "a gzip .crate");
+}

@@ -227,7 +227,10 @@ async fn replay_is_byte_identical_and_verified(setup: Setup) {
     assert!(!ok, "verify must fail on a damaged blob:\n{stdout}");
     assert!(stdout.contains("verify: FAILED"), "{stdout}");
     assert!(stdout.contains(&cksum), "{stdout}");
-    assert!(stdout.contains(&orphan.key), "the orphan is listed: {stdout}");
+    assert!(
+        stdout.contains(&orphan.key),
+        "the orphan is listed: {stdout}"
+    );
 }
 
 /// `depot gc` on every backend: an unreferenced blob is kept within the grace period and
@@ -246,17 +249,39 @@ async fn gc_keeps_referenced_blobs_and_honours_grace(setup: Setup) {
         .await;
     assert_eq!(status, 200, "{json}");
     let blobs = depot.blobs().await;
-    let referenced: Vec<String> = blobs.list().await.unwrap().into_iter().map(|b| b.0).collect();
-    assert_eq!(referenced.len(), 2, "the .crate and its metadata: {referenced:?}");
+    let referenced: Vec<String> = blobs
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(
+        referenced.len(),
+        2,
+        "the .crate and its metadata: {referenced:?}"
+    );
     let orphan = blobs.put(b"an orphan").await.unwrap();
 
     let (ok, stdout, stderr) = depot.depot(&["gc"]);
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(blobs.open_blob(&orphan.key).await.unwrap().is_some(), "within the grace period");
+    assert!(
+        blobs.open_blob(&orphan.key).await.unwrap().is_some(),
+        "within the grace period"
+    );
     let (ok, stdout, stderr) = depot.depot(&["gc", "--grace", "0"]);
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(blobs.open_blob(&orphan.key).await.unwrap().is_none(), "{stdout}");
-    let left: Vec<String> = blobs.list().await.unwrap().into_iter().map(|b| b.0).collect();
+    assert!(
+        blobs.open_blob(&orphan.key).await.unwrap().is_none(),
+        "{stdout}"
+    );
+    let left: Vec<String> = blobs
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
     assert_eq!(left, referenced);
     let (status, downloaded) = depot.download("kept", "1.0.0").await;
     assert_eq!(status, 200);
@@ -521,5 +546,8 @@ on_both_setups!(
 mod all {
     use super::*;
 
-    on_all_setups!(replay_is_byte_identical_and_verified, gc_keeps_referenced_blobs_and_honours_grace);
+    on_all_setups!(
+        replay_is_byte_identical_and_verified,
+        gc_keeps_referenced_blobs_and_honours_grace
+    );
 }

@@ -98,7 +98,10 @@ impl TestDepot {
                     ("AWS_ENDPOINT_URL".into(), bucket.endpoint().to_owned()),
                     ("AWS_REGION".into(), bucket.region().to_owned()),
                     ("AWS_ACCESS_KEY_ID".into(), bucket.access_key().to_owned()),
-                    ("AWS_SECRET_ACCESS_KEY".into(), bucket.secret_key().to_owned()),
+                    (
+                        "AWS_SECRET_ACCESS_KEY".into(),
+                        bucket.secret_key().to_owned(),
+                    ),
                 ]);
                 Some(bucket)
             }
