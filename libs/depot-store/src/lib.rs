@@ -9,12 +9,14 @@
 mod blob;
 mod db;
 mod error;
+mod lease;
 mod projection;
 mod store;
 
 pub use blob::{BlobReader, BlobStore, BlobWriter, Quarantined, S3Config, StoredBlob};
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
+pub use lease::ProjectorLease;
 pub use projection::{CrateSave, ProjectionTx, Target};
 pub use store::{
     CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,

@@ -52,6 +52,11 @@ pub struct BatchOutcome {
     pub gap: bool,
 }
 
+/// How often a standby projector tries to take the lease.
+pub const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// How often the active projector checks that its lease is still its own.
+pub const LEASE_CHECK: Duration = Duration::from_secs(2);
+
 impl Projector {
     /// A projector folding `log` into `target` (the active generation for the live
     /// projector, a given one for a replay).
@@ -78,22 +83,73 @@ impl Projector {
         Ok(self.store.checkpoint(generation).await?)
     }
 
-    /// Follows the log until `shutdown` resolves. Transient failures of the log or the database
-    /// restart the fold from the checkpoint after a pause; an event this build cannot
-    /// understand stops the projector with an error (skipping it would corrupt the index).
+    /// Follows the log until `shutdown` resolves, as the one active projector of its database.
+    ///
+    /// Only the holder of the projector lease writes (see [`depot_store::ProjectorLease`]):
+    /// without it, this projector stands by and tries again every [`LEASE_RETRY`]; holding it,
+    /// it checks every [`LEASE_CHECK`] that the lease is still its own and stands by again
+    /// when it is not. Transient failures of the log or the database restart the fold from
+    /// the checkpoint after a pause; an event this build cannot understand stops the projector
+    /// with an error (skipping it would corrupt the index).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut announced_standby = false;
         loop {
-            tokio::select! {
+            let lease = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                result = self.follow() => match result {
-                    Ok(()) => {}
-                    Err(FollowError::Fatal(e)) => return Err(e),
-                    Err(FollowError::Transient(e)) => {
-                        tracing::warn!(error = %format!("{e:#}"), "projector interrupted; resuming from its checkpoint");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                lease = self.store.try_projector_lease() => lease,
+            };
+            let mut lease = match lease {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    if !announced_standby {
+                        tracing::info!("another projector is active; standing by");
+                        announced_standby = true;
                     }
-                },
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(LEASE_RETRY) => continue,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the projector lease; trying again");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(LEASE_RETRY) => continue,
+                    }
+                }
+            };
+            tracing::info!("this projector is active");
+            announced_standby = false;
+            let follow = self.follow_forever();
+            tokio::pin!(follow);
+            let mut check = tokio::time::interval(LEASE_CHECK);
+            check.tick().await;
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    fatal = &mut follow => return Err(fatal),
+                    _ = check.tick() => {
+                        if let Err(e) = lease.check().await {
+                            tracing::warn!(error = %e, "the projector lease is lost; standing by");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds the log for as long as it can; returns only a fatal error.
+    async fn follow_forever(&self) -> anyhow::Error {
+        loop {
+            match self.follow().await {
+                Ok(()) => {}
+                Err(FollowError::Fatal(e)) => return e,
+                Err(FollowError::Transient(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "projector interrupted; resuming from its checkpoint");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
     }

@@ -746,3 +746,59 @@ async fn blob_disk_full(setup: Setup) {
 }
 
 on_both_setups!(serve_killed_mid_check, blob_disk_full);
+
+/// Roles apart with two projectors on one database: one is active, the other stands by. The
+/// active one is killed; the standby takes over within a few seconds and publishes become
+/// visible again; the killed one, started again, stands by.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_projector_takes_over_when_the_active_one_dies() {
+    let db = depot_testkit::TestDatabase::new().await;
+    let nats = depot_testkit::nats_url();
+    let depot = TestDepot::start_on_servers(&nats, db.url(), "api", &[]).await;
+    let mut first = depot.spawn_role_process("projector");
+    let active = Instant::now() + Duration::from_secs(30);
+    while !first.output().contains("this projector is active") {
+        assert!(Instant::now() < active, "{}", first.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = depot.spawn_role_process("projector");
+    let _extractor = depot.spawn_role_process("extractor");
+    let standby = Instant::now() + Duration::from_secs(30);
+    while !second.output().contains("standing by") {
+        assert!(Instant::now() < standby, "{}", second.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = depot.token("alice").await;
+    let http = reqwest::Client::new();
+    let before = attempt(&http, &depot.url, &token, "lease", "1.0.0").await;
+    assert!(before.acknowledged(), "{before:?}");
+
+    first.kill();
+    let killed_at = Instant::now();
+    while !second.output().contains("this projector is active") {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the standby never took over:\n{}",
+            second.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took_over = killed_at.elapsed();
+    let after = attempt(&http, &depot.url, &token, "lease", "1.1.0").await;
+    assert!(after.acknowledged(), "{after:?}");
+    assert!(
+        !after.body.contains("still being checked"),
+        "visible in time after the takeover: {after:?}"
+    );
+    let visible = killed_at.elapsed();
+    println!(
+        "standby projector active {took_over:?} after the kill; a publish visible {visible:?} after it"
+    );
+    first.start_again();
+    let again = Instant::now() + Duration::from_secs(30);
+    while !first.output().contains("standing by") {
+        assert!(Instant::now() < again, "{}", first.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_invariants(&depot, &[before, after]).await;
+}
