@@ -761,7 +761,7 @@ async fn a_standby_projector_takes_over_when_the_active_one_dies() {
         assert!(Instant::now() < active, "{}", first.output());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut second = depot.spawn_role_process("projector");
+    let second = depot.spawn_role_process("projector");
     let _extractor = depot.spawn_role_process("extractor");
     let standby = Instant::now() + Duration::from_secs(30);
     while !second.output().contains("standing by") {
