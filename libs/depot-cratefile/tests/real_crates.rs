@@ -245,12 +245,19 @@ fn compare(
             )
         })
         .collect();
+    // crates.io keeps a `cfg(…)` target as the publishing cargo sent it: older cargo re-spaced
+    // it canonically, newer cargo sends it as written (`cfg(target_family="unix")`). The
+    // `.crate` alone cannot tell which, so targets are compared in canonical form.
     let mut theirs: Vec<DepTuple> = index
         .get("deps")
         .and_then(Value::as_array)
         .expect("index line without deps")
         .iter()
         .map(dep_tuple_from_json)
+        .map(|mut dep| {
+            dep.5 = dep.5.as_deref().map(depot_cratefile::normalize_platform);
+            dep
+        })
         .collect();
     ours.sort();
     theirs.sort();

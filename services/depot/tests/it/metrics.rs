@@ -182,7 +182,33 @@ async fn metrics_tell_the_story(setup: Setup) {
         .publish_raw(&token, publish_body(&metadata("metered", "2.0.0"), &bad))
         .await;
     assert_eq!(status, 400);
+    // A request with a revoked-looking unknown token, and an ID token no crate trusts.
+    let refused = depot
+        .http
+        .get(format!("{}/api/v1/me", depot.url))
+        .header("Authorization", "depot_unknown")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let exchange = depot
+        .http
+        .post(format!("{}/api/v1/trusted_publishing/tokens", depot.url))
+        .json(&serde_json::json!({"jwt": "not.a.token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchange.status(), 401);
     let m = scrape(&depot).await;
+    // (Waiting for the test's tokens to work counted some already.)
+    assert!(value(&m, r#"depot_auth_refusals_total{reason="unknown"}"#) >= 1.0);
+    assert_eq!(
+        value(
+            &m,
+            r#"depot_trusted_publishing_exchanges_total{outcome="invalid_token"}"#
+        ),
+        1.0
+    );
     assert_eq!(value(&m, r#"depot_publish_total{outcome="rejected"}"#), 1.0);
     assert_eq!(
         value(
