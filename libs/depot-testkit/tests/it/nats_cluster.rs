@@ -1,6 +1,7 @@
 //! `PrivateNatsCluster`: three nats-servers form a JetStream cluster, an R3 stream created on it
 //! with async-nats keeps accepting publishes after its leader is killed, and the killed server
-//! rejoins and catches up.
+//! rejoins and catches up. A client given every server's URL survives the death of the server it
+//! is connected to, and connects when the first URL it is given is dead.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ const STREAM: &str = "CLUSTER_SELF_CHECK";
 /// Publishes before and after the leader is killed.
 const BEFORE: usize = 10;
 const AFTER: usize = 20;
+/// Publishes after the server the client is connected to is killed.
+const AFTER_DISCONNECT: usize = 10;
 /// Bound on everything after the kill: the election and all later publishes.
 const AFTER_KILL: Duration = Duration::from_secs(30);
 
@@ -51,7 +54,7 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() {
         .expect("connect to the cluster");
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(2))
-        .build(client);
+        .build(client.clone());
     let mut created = js
         .create_stream(stream::Config {
             name: STREAM.to_owned(),
@@ -113,10 +116,55 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() {
     };
     assert!(cluster.server_log(leader).contains("Server is ready"));
 
+    // The server the client is connected to dies: the client reconnects to another one of the
+    // URLs it was given, and publishing goes on.
+    let connected = client.server_info().server_name;
+    let victim = cluster
+        .index_of(&connected)
+        .expect("connected to a server of the cluster");
+    tokio::task::block_in_place(|| cluster.kill(victim));
+    let disconnected_at = Instant::now();
+    let deadline = disconnected_at + AFTER_KILL;
+    let mut failures_after_disconnect = 0;
+    for n in BEFORE + AFTER..BEFORE + AFTER + AFTER_DISCONNECT {
+        failures_after_disconnect += publish_until_acked(&js, n, deadline).await;
+    }
+    let resumed = disconnected_at.elapsed();
+    let reconnected = client.server_info().server_name;
+    assert_ne!(
+        reconnected, connected,
+        "still connected to the killed server"
+    );
+
+    // A new client whose first URL is the dead server (tried first) connects to another one.
+    let mut urls = cluster.urls();
+    urls.swap(0, victim);
+    let fresh = async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .connect(urls.clone())
+        .await
+        .unwrap_or_else(|e| panic!("connect with {urls:?} while {connected} is down: {e}"));
+    assert_ne!(fresh.server_info().server_name, connected);
+    let fresh_js = jetstream::new(fresh);
+    let total = BEFORE + AFTER + AFTER_DISCONNECT + 1;
+    publish_until_acked(&fresh_js, total - 1, Instant::now() + AFTER_KILL).await;
+    let info = fresh_js
+        .get_stream(STREAM)
+        .await
+        .expect("the stream")
+        .info()
+        .await
+        .expect("stream info")
+        .clone();
+    assert_eq!(info.state.messages, total as u64);
+    tokio::task::block_in_place(|| cluster.start_again(victim));
+
     let report = format!(
         "cluster formed in {formed:?}; killed leader {killed}; first ack {first_ack_after:?} \
          after the kill; {failures} failed attempts; new leader {new_leader:?}; {killed} \
-         caught up {caught_up:?} after its restart; total {:?}",
+         caught up {caught_up:?} after its restart; killed {connected} (the client's \
+         server): publishing resumed within {resumed:?} on {reconnected} with \
+         {failures_after_disconnect} failed attempts; total {:?}",
         started.elapsed()
     );
     report_figures(&report);
