@@ -8,6 +8,7 @@ mod cargo_home;
 mod cargo_project;
 mod database;
 mod env;
+mod nats_cluster;
 mod oidc;
 mod s3;
 mod servers;
@@ -17,6 +18,7 @@ pub use cargo_home::CargoHome;
 pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
 pub use database::TestDatabase;
 pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
+pub use nats_cluster::PrivateNatsCluster;
 pub use oidc::{DEFAULT_OIDC_SUBJECT, OidcIssuer};
 pub use s3::{S3_ACCESS_KEY_VAR, S3_ENDPOINT_VAR, S3_REGION_VAR, S3_SECRET_KEY_VAR, TestBucket};
 pub use servers::{

@@ -371,7 +371,7 @@ impl Drop for PrivateNats {
 }
 
 /// Whether a NATS server on `port` greets with JetStream enabled.
-fn jetstream_greeting(port: u16) -> bool {
+pub(crate) fn jetstream_greeting(port: u16) -> bool {
     let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -4,6 +4,7 @@
 mod cargo_driver;
 mod database;
 mod nats;
+mod nats_cluster;
 mod oidc;
 mod responder;
 mod s3;

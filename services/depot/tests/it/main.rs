@@ -8,6 +8,7 @@ mod support;
 mod app;
 mod auth_matrix;
 mod cargo_e2e;
+mod cluster;
 mod extractor_faults;
 mod faults;
 mod hostile_http;

@@ -600,6 +600,15 @@ impl TestDepot {
         self.child.try_wait().ok().flatten()
     }
 
+    /// The value of one of its settings (`DEPOT_NATS_STREAM`, …), if set.
+    pub(crate) fn setting(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// What the process printed so far (standard error, standard output marked `stdout: `).
     pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
