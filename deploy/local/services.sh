@@ -213,8 +213,9 @@ JSON
 copy_1 = 1
 TOML
 
-    # Small volumes (64 MB, created sparse and on demand) with no fixed count, no delay before
-    # the volume server stops; no telemetry, no embedded IAM API, no Iceberg or Lance catalog
+    # Small volumes (64 MB, created sparse and on demand), at most 1000 of them (an explicit
+    # count: the automatic one is derived from the disk space free at start and can leave no
+    # room for a bucket per test on a full disk), no delay before the volume server stops; no telemetry, no embedded IAM API, no Iceberg or Lance catalog
     # ports; like AWS, a write to a missing bucket fails instead of creating it.
     # WEED_S3_SSE_KEK_PASSPHRASE only spares the log a warning about keys kept in plain text.
     (
@@ -224,7 +225,7 @@ TOML
                 -dir="$SEAWEEDFS_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
                 -master.port="$master" -master.port.grpc="$master_grpc" -master.telemetry=false \
                 -master.volumeSizeLimitMB=64 \
-                -volume.port="$volume" -volume.port.grpc="$volume_grpc" -volume.max=0 \
+                -volume.port="$volume" -volume.port.grpc="$volume_grpc" -volume.max=1000 \
                 -volume.preStopSeconds=0 \
                 -filer.port="$filer" -filer.port.grpc="$filer_grpc" \
                 -filer.localSocket="$SEAWEEDFS_DIR/filer.sock" \

@@ -10,14 +10,25 @@ use tokio::sync::broadcast;
 
 use crate::AppState;
 
-/// Fan-out of changed crate names to waiting requests.
+/// Fan-out of changed crate names, with the log sequence they were folded up to, to waiting
+/// requests.
 #[derive(Debug)]
 pub(crate) struct ChangeHub {
-    sender: broadcast::Sender<Arc<str>>,
+    sender: broadcast::Sender<(Arc<str>, u64)>,
 }
 
 /// Stands for "every crate" (after a lost subscription).
 const ALL: &str = "*";
+
+/// The payload of a change announcement: the canonical name and the log sequence the
+/// projector folded it up to (`serde 1234`); announcements without a sequence (`*`, or from an
+/// older projector) count as covering everything.
+pub(crate) fn parse_announcement(payload: &str) -> (&str, u64) {
+    match payload.split_once(' ') {
+        Some((canon, seq)) => (canon, seq.parse().unwrap_or(u64::MAX)),
+        None => (payload, u64::MAX),
+    }
+}
 
 impl ChangeHub {
     pub(crate) fn new() -> ChangeHub {
@@ -26,42 +37,67 @@ impl ChangeHub {
         }
     }
 
-    pub(crate) fn publish(&self, canon: &str) {
-        let _ = self.sender.send(Arc::from(canon));
+    pub(crate) fn publish(&self, canon: &str, seq: u64) {
+        let _ = self.sender.send((Arc::from(canon), seq));
     }
 
     pub(crate) fn publish_all(&self) {
-        let _ = self.sender.send(Arc::from(ALL));
+        let _ = self.sender.send((Arc::from(ALL), u64::MAX));
     }
 
     pub(crate) fn subscribe(&self) -> ChangeWaiter {
         ChangeWaiter {
             receiver: self.sender.subscribe(),
+            seen: 0,
         }
     }
 }
 
-/// A subscription used by one waiting request.
+/// A subscription used by one waiting request, about one crate.
 #[derive(Debug)]
 pub(crate) struct ChangeWaiter {
-    receiver: broadcast::Receiver<Arc<str>>,
+    receiver: broadcast::Receiver<(Arc<str>, u64)>,
+    /// The highest sequence announced for the crate so far.
+    seen: u64,
 }
 
 impl ChangeWaiter {
-    /// Waits until `canon` is announced or `poll` elapses, whichever is first. Lagging behind
-    /// counts as a change (something may have been missed).
-    pub(crate) async fn changed(&mut self, canon: &str, poll: Duration) {
+    /// Waits until `canon` is announced or `poll` elapses, whichever is first; returns whether
+    /// it was announced. Lagging behind counts as an announcement of everything (something
+    /// may have been missed).
+    pub(crate) async fn changed(&mut self, canon: &str, poll: Duration) -> bool {
+        let seen = &mut self.seen;
+        let receiver = &mut self.receiver;
         let wait = async {
             loop {
-                match self.receiver.recv().await {
-                    Ok(name) if &*name == canon || &*name == ALL => return,
+                match receiver.recv().await {
+                    Ok((name, seq)) if &*name == canon || &*name == ALL => {
+                        *seen = (*seen).max(seq);
+                        return;
+                    }
                     Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        *seen = u64::MAX;
+                        return;
+                    }
                     Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                 }
             }
         };
-        let _ = tokio::time::timeout(poll, wait).await;
+        tokio::time::timeout(poll, wait).await.is_ok()
+    }
+
+    /// Waits (at most `limit`) until `canon` has been announced up to log sequence `seq` —
+    /// the announcement every api process receives when the projector has folded it.
+    pub(crate) async fn announced(&mut self, canon: &str, seq: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.seen < seq {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !self.changed(canon, left).await {
+                return self.seen >= seq;
+            }
+        }
+        true
     }
 }
 

@@ -159,6 +159,33 @@ pub(crate) async fn execute<T>(
 
 /// Waits (bounded by `limit`) until the read models reflect the crate's event `seq`, then drops
 /// the crate's cached index file. Returns whether it got there in time.
+/// How long a command that sees its change in the read models waits for the projector's
+/// announcement of it (which every api process receives) before answering anyway.
+const ANNOUNCEMENT_WAIT: Duration = Duration::from_millis(500);
+
+/// Before answering a change that the read models show folded up to `last`, waits for the
+/// projector's announcement of it. The projector announces right after committing, and every
+/// api process receives the announcement at the same moment and drops its cached file; so once
+/// this process has it, the others will not serve the client's next request from a file they
+/// cached before the change. A lost announcement costs [`ANNOUNCEMENT_WAIT`] (and the caches'
+/// time limit still applies).
+pub(crate) async fn await_announcement(
+    state: &AppState,
+    waiter: &mut crate::changes::ChangeWaiter,
+    canon: &str,
+    last: u64,
+    deadline: Instant,
+) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !waiter
+        .announced(canon, last, left.min(ANNOUNCEMENT_WAIT))
+        .await
+    {
+        tracing::debug!(krate.name = %canon, seq = last, "no announcement of a folded change");
+    }
+    state.inner.cache.invalidate(canon);
+}
+
 pub(crate) async fn wait_projected(
     state: &AppState,
     canon: &str,
@@ -168,13 +195,9 @@ pub(crate) async fn wait_projected(
     let deadline = Instant::now() + limit;
     let mut waiter = state.inner.changes.subscribe();
     loop {
-        let projected = state
-            .store()
-            .crate_last_seq(canon)
-            .await?
-            .is_some_and(|last| last >= seq);
-        if projected {
-            state.inner.cache.invalidate(canon);
+        let last = state.store().crate_last_seq(canon).await?;
+        if let Some(last) = last.filter(|last| *last >= seq) {
+            await_announcement(state, &mut waiter, canon, last, deadline).await;
             return Ok(true);
         }
         let now = Instant::now();

@@ -158,12 +158,13 @@ impl AppState {
     /// Tells the api that a crate's read models changed (drops its cached index file and wakes
     /// requests waiting on it). Called for every change notification.
     /// `*` stands for every crate (sent after a replay switched generations).
-    pub fn crate_changed(&self, canon: &str) {
+    pub fn crate_changed(&self, announcement: &str) {
+        let (canon, seq) = changes::parse_announcement(announcement);
         if canon == "*" {
             self.forget_cache();
         } else {
             self.inner.cache.invalidate(canon);
-            self.inner.changes.publish(canon);
+            self.inner.changes.publish(canon, seq);
         }
     }
 

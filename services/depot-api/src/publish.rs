@@ -377,6 +377,10 @@ async fn wait_for_outcome(
     loop {
         match state.store().upload_outcome(canon, upload_seq).await? {
             Some(outcome @ (UploadOutcome::Accepted | UploadOutcome::Rejected(_))) => {
+                if let Some(last) = state.store().crate_last_seq(canon).await? {
+                    crate::commands::await_announcement(state, &mut waiter, canon, last, deadline)
+                        .await;
+                }
                 state.inner.cache.invalidate(canon);
                 return Ok(outcome);
             }

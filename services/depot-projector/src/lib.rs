@@ -230,8 +230,11 @@ impl Projector {
             return;
         };
         for canon in &outcome.crates {
+            // `<canonical name> <sequence folded up to>`: an api process answering a change
+            // waits for the announcement that covers it.
+            let announcement = format!("{canon} {}", outcome.checkpoint);
             if let Err(e) = notifier
-                .notify(CRATE_CHANGED_TOPIC, Bytes::from(canon.clone()))
+                .notify(CRATE_CHANGED_TOPIC, Bytes::from(announcement))
                 .await
             {
                 tracing::warn!(error = %e, krate.name = %canon, "could not announce a crate change");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use depot_testkit::{PrivateNatsCluster, TestDatabase};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{TestDepot, crate_bytes, details, metadata, publish_body};
+use crate::support::{Setup, TestDepot, crate_bytes, details, metadata, publish_body};
 
 /// The crate whose versions are published.
 const CRATE: &str = "replicated";
@@ -346,4 +346,46 @@ async fn stream_leader_killed_mid_publishing() {
         retried.len(),
         started.elapsed()
     ));
+}
+
+/// Two api processes on one backend: every version acknowledged by one is in the index the
+/// other serves on the very next request, over 500 publishes (a warm cache on the second
+/// process included: it has served the crate's file before each publish).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_acknowledged_by_one_api_is_served_by_another_at_once() {
+    let depot = TestDepot::start_on(Setup::Production, &[]).await;
+    let (other, _guard) = depot.another_api();
+    let token = depot.token("alice").await;
+    let http = reqwest::Client::new();
+    let fetch = |vers: String| {
+        let (http, url) = (http.clone(), format!("{other}/index/cr/os/crossnode"));
+        async move {
+            let body = http.get(url).send().await.unwrap().text().await.unwrap();
+            body.contains(&format!("\"vers\":\"{vers}\""))
+        }
+    };
+    let mut stale = Vec::new();
+    let started = Instant::now();
+    for minor in 0..500 {
+        let vers = format!("0.{minor}.0");
+        let (status, reply) = depot
+            .publish_raw(
+                &token,
+                publish_body(
+                    &metadata("crossnode", &vers),
+                    &crate_bytes("crossnode", &vers, ""),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{vers}: {reply}");
+        if !fetch(vers.clone()).await {
+            stale.push(vers);
+        }
+    }
+    println!(
+        "500 publishes through one api, each fetched from the other: {} stale, {:?}",
+        stale.len(),
+        started.elapsed()
+    );
+    assert!(stale.is_empty(), "served stale after the reply: {stale:?}");
 }
