@@ -11,7 +11,11 @@
 //! Modules: [`cli`] (options and configuration), [`generate`] (crates), [`client`] (the
 //! registry protocol), [`phases`], [`stats`] (measurements and percentiles), [`report`],
 //! [`metrics`] (Prometheus scrapes), [`progress`].
+//!
+//! [`big`] is apart: one very large `.crate` published to and downloaded from a Depot it
+//! starts, measuring the server's memory (the `bigcrate` binary).
 
+pub mod big;
 pub mod cli;
 pub mod client;
 pub mod generate;
