@@ -281,7 +281,7 @@ async fn stream_leader_killed_mid_publishing() {
         let last_seq = detail
             .as_ref()
             .and_then(|d| d["state"]["last_seq"].as_u64());
-        if last_seq == Some(head) {
+        if last_seq.is_some_and(|seq| seq >= head) {
             break restarted_at.elapsed();
         }
         assert!(
@@ -325,13 +325,18 @@ async fn stream_leader_killed_mid_publishing() {
         );
     }
 
-    // The offline tools work against the cluster.
+    // The offline tools work against the cluster. (Verdicts of late uploads may still be
+    // appended meanwhile: the replay folds at least what the log held when it started.)
+    let before_replay = depot.log_head().await;
     let (ok, stdout, stderr) = depot.depot(&["replay"]);
     assert!(ok, "replay failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains(&format!("replayed {head} events")),
-        "{stdout}"
-    );
+    let replayed: u64 = stdout
+        .split("replayed ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no replay count in {stdout}"));
+    assert!(replayed >= before_replay, "{stdout}");
     let (ok, stdout, stderr) = depot.depot(&["verify"]);
     assert!(ok, "verify failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("verify: OK"), "{stdout}");
