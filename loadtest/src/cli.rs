@@ -84,6 +84,13 @@ pub struct Args {
     #[arg(long, default_value_t = 120)]
     pub request_timeout_secs: u64,
 
+    /// Send a publish that got no answer, a 5xx or a 429 again (the same bytes), up to this
+    /// many times, 0.5 s apart. For runs against a registry under faults; a registry must
+    /// answer the repeat of an acknowledged publish as a success (Depot does). Each retried
+    /// attempt is counted in the report (`publish_retries`). Default: no retries.
+    #[arg(long, default_value_t = 0)]
+    pub publish_retries: u32,
+
     /// Prometheus metrics of the registry (e.g. `http://127.0.0.1:9898/metrics`): scraped
     /// before and after the run to report the deltas of its counters.
     #[arg(long)]
@@ -161,6 +168,8 @@ pub struct Config {
     pub visible_timeout: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Retries of a publish that failed transiently.
+    pub publish_retries: u32,
     /// Metrics endpoint, if any.
     pub metrics_url: Option<Url>,
     /// Whether to draw progress bars.
@@ -237,6 +246,7 @@ impl Args {
             yank_fraction: self.yank_fraction,
             visible_timeout: Duration::from_secs(self.visible_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            publish_retries: self.publish_retries,
             metrics_url,
             progress: use_bars,
             notes: !self.quiet,

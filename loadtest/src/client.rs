@@ -150,18 +150,55 @@ fn excerpt(body: &str) -> String {
     }
 }
 
-/// The error for a non-success API answer: the `detail`s if the body has them.
-fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
-    match serde_json::from_str::<ErrorBody>(body) {
-        Ok(errors) if !errors.errors.is_empty() => {
-            let details: Vec<&str> = errors.errors.iter().map(|e| e.detail.as_str()).collect();
-            anyhow!("HTTP {}: {}", status.as_u16(), details.join(", "))
+/// A failed request: the registry's answer, or none.
+#[derive(Debug)]
+pub enum RequestError {
+    /// A non-success answer, with the `detail`s of its body if it has them.
+    Status(StatusCode, String),
+    /// No (complete) answer: a connection, timeout or body error, without the URL (so that
+    /// errors group by kind in the report).
+    Transport(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Status(status, message) => {
+                write!(f, "HTTP {}: {message}", status.as_u16())
+            }
+            RequestError::Transport(message) => f.write_str(message),
         }
-        _ => anyhow!("HTTP {}: {}", status.as_u16(), excerpt(body)),
     }
 }
 
-/// A transport error, without the URL (so that errors group by kind in the report).
+impl std::error::Error for RequestError {}
+
+/// Whether a request that failed with `error` may succeed when sent again unchanged: no
+/// answer, a 5xx or a 429. (A publish is idempotent on Depot: the same bytes again are
+/// acknowledged as already published.)
+pub fn is_retryable(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<RequestError>() {
+        Some(RequestError::Transport(_)) => true,
+        Some(RequestError::Status(status, _)) => {
+            status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+        }
+        None => false,
+    }
+}
+
+/// The error for a non-success API answer: the `detail`s if the body has them.
+fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
+    let message = match serde_json::from_str::<ErrorBody>(body) {
+        Ok(errors) if !errors.errors.is_empty() => {
+            let details: Vec<&str> = errors.errors.iter().map(|e| e.detail.as_str()).collect();
+            details.join(", ")
+        }
+        _ => excerpt(body),
+    };
+    RequestError::Status(status, message).into()
+}
+
+/// A transport error, without the URL.
 fn transport(error: reqwest::Error) -> anyhow::Error {
     let kind = if error.is_timeout() {
         "timed out"
@@ -172,7 +209,7 @@ fn transport(error: reqwest::Error) -> anyhow::Error {
     } else {
         "request failed"
     };
-    anyhow!("{kind}: {}", error.without_url())
+    RequestError::Transport(format!("{kind}: {}", error.without_url())).into()
 }
 
 impl Client {

@@ -18,6 +18,7 @@
 pub mod big;
 pub mod cli;
 pub mod client;
+pub mod faults;
 pub mod generate;
 pub mod metrics;
 pub mod phases;
@@ -34,9 +35,9 @@ pub use cli::{Args, Config};
 pub use report::Report;
 
 use crate::client::Client;
-use crate::generate::Plan;
+pub use crate::generate::Plan;
 use crate::metrics::Scrape;
-use crate::phases::{Counters, Ctx};
+use crate::phases::{Counters, Ctx, Published};
 use crate::progress::Progress;
 use crate::report::{MetricsReport, RunInfo, Target};
 use crate::stats::Stats;
@@ -45,6 +46,23 @@ use crate::stats::Stats;
 /// all (the registry's `config.json` is unreachable or invalid); failed operations are counted
 /// in the report instead.
 pub async fn run(config: &Config) -> anyhow::Result<Report> {
+    Ok(run_detailed(config).await?.report)
+}
+
+/// A finished run: its report, and what was planned and acknowledged, for checks of the
+/// registry after the run (the cluster-under-faults audit in [`faults`]).
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report [`run`] returns.
+    pub report: Report,
+    /// The crates and versions generated.
+    pub plan: Plan,
+    /// Per unit of [`Plan::units`], what the registry acknowledged (`None`: not published).
+    pub published: Vec<Option<Published>>,
+}
+
+/// [`run`], returning the plan and the acknowledged versions besides the report.
+pub async fn run_detailed(config: &Config) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let progress = Progress::new(config.progress, config.notes);
     let client = Client::connect(
@@ -117,7 +135,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
             checks.skipped
         ));
     }
-    Ok(Report {
+    let report = Report {
         target: Target {
             index: config.registry_index.clone(),
             api: ctx.client.api().to_owned(),
@@ -140,6 +158,11 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         slos,
         metrics,
         violations,
+    };
+    Ok(Outcome {
+        report,
+        plan: ctx.plan.clone(),
+        published,
     })
 }
 

@@ -78,6 +78,8 @@ pub struct Checks {
     pub yank_state_wrong: u64,
     /// Publish answers that carried warnings.
     pub publish_warnings: u64,
+    /// Publishes sent again after no answer, a 5xx or a 429 (`--publish-retries`).
+    pub publish_retries: u64,
 }
 
 /// An error message and how often it occurred.
@@ -406,7 +408,7 @@ impl Report {
         let _ = writeln!(
             out,
             "checks: {}/{} versions published ({} skipped), {} visible ({} not), {} checksums verified ({} mismatched), \
-             {} yanked ({} verified), {} unyanked ({} verified), {} publish warnings",
+             {} yanked ({} verified), {} unyanked ({} verified), {} publish warnings, {} publishes retried",
             c.published,
             c.versions_planned,
             c.skipped,
@@ -418,7 +420,8 @@ impl Report {
             c.yank_verified,
             c.unyanked,
             c.unyank_verified,
-            c.publish_warnings
+            c.publish_warnings,
+            c.publish_retries
         );
 
         let errors: Vec<&OpRow> = self.operations.iter().filter(|r| r.errors > 0).collect();

@@ -129,6 +129,12 @@ pub const METRICS: &[MetricSpec] = &[
         "The last event the projector has applied to the active read models."
     ),
     spec!(
+        "depot_projector_active",
+        Gauge,
+        [],
+        "1 while this projector holds the lease and folds into the read models, 0 while it stands by."
+    ),
+    spec!(
         "depot_projector_events_applied_total",
         Counter,
         ["type"],

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub log_head: IntGauge,
     /// `depot_projector_applied_sequence`.
     pub projector_applied: IntGauge,
+    /// `depot_projector_active`.
+    pub projector_active: IntGauge,
     /// `depot_projector_events_applied_total{type}`.
     pub projector_events: IntCounterVec,
     /// `depot_projector_batch_duration_seconds`.
@@ -136,6 +138,7 @@ impl Metrics {
             consumer_pending: Declared::declare(r, "depot_consumer_pending_events"),
             log_head: Declared::declare(r, "depot_event_log_head_sequence"),
             projector_applied: Declared::declare(r, "depot_projector_applied_sequence"),
+            projector_active: Declared::declare(r, "depot_projector_active"),
             projector_events: Declared::declare(r, "depot_projector_events_applied_total"),
             projector_batch: Declared::declare(r, "depot_projector_batch_duration_seconds"),
             index_cache: Declared::declare(r, "depot_index_cache_requests_total"),

@@ -80,6 +80,8 @@ pub struct Counters {
     pub yank_state_wrong: AtomicU64,
     /// [`Checks::publish_warnings`].
     pub publish_warnings: AtomicU64,
+    /// [`Checks::publish_retries`].
+    pub publish_retries: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -108,6 +110,7 @@ impl Counters {
             unyank_verified: get(&self.unyank_verified),
             yank_state_wrong: get(&self.yank_state_wrong),
             publish_warnings: get(&self.publish_warnings),
+            publish_retries: get(&self.publish_retries),
         }
     }
 }

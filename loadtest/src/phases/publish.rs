@@ -15,8 +15,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Ctx, Published, bump, wait_for_line};
+use crate::client::is_retryable;
 use crate::generate::LARGE_CRATE;
 use crate::stats::Op;
+
+/// Pause before sending a publish again (`--publish-retries`).
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Publishes every planned unit. Returns, per unit, what the registry acknowledged.
 pub async fn run(ctx: &Arc<Ctx>) -> Vec<Option<Published>> {
@@ -170,7 +174,19 @@ async fn publish_one(
     let visible_op = class_op(size, Op::VisibleSmall, Op::VisibleLarge);
 
     let start = Instant::now();
-    let result = ctx.client.publish(body).await;
+    let mut result = ctx.client.publish(body.clone()).await;
+    for _ in 0..ctx.config.publish_retries {
+        match &result {
+            Err(e) if is_retryable(e) => {
+                bump(&ctx.counters.publish_retries);
+                ctx.progress
+                    .note(&format!("publishing {name} {vers} again after: {e:#}"));
+                tokio::time::sleep(RETRY_PAUSE).await;
+                result = ctx.client.publish(body.clone()).await;
+            }
+            _ => break,
+        }
+    }
     let responded = Instant::now();
     match result {
         Ok(warnings) => {

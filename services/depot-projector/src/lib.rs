@@ -121,6 +121,8 @@ impl Projector {
             };
             tracing::info!("this projector is active");
             announced_standby = false;
+            let active = &depot_telemetry::metrics().projector_active;
+            active.set(1);
             let follow = self.follow_forever();
             tokio::pin!(follow);
             let mut check = tokio::time::interval(LEASE_CHECK);
@@ -132,6 +134,7 @@ impl Projector {
                     _ = check.tick() => {
                         if let Err(e) = lease.check().await {
                             tracing::warn!(error = %e, "the projector lease is lost; standing by");
+                            active.set(0);
                             break;
                         }
                     }
