@@ -908,6 +908,17 @@ pub fn render(report: &FaultReport) -> String {
         a.downloads_verified,
         a.problems.len()
     );
+    for row in &report.load.operations {
+        if let (crate::stats::Op::VisibleSmall | crate::stats::Op::VisibleLarge, Some(latency)) =
+            (row.op, &row.latency)
+        {
+            let _ = writeln!(
+                out,
+                "  load test {}: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                row.label, latency.p50_ms, latency.p99_ms, latency.max_ms
+            );
+        }
+    }
     let errors: u64 = report.load.operations.iter().map(|r| r.errors).sum();
     let _ = writeln!(
         out,

@@ -97,7 +97,10 @@ impl ExtractorConfig {
             max_attempts: 5,
             workers: 4,
             check_timeout: Duration::from_secs(600),
-            ack_wait: Duration::from_secs(30),
+            // Short, so an upload claimed by an extractor that died goes to another within
+            // seconds (the publisher is waiting for its verdict); a live worker renews its
+            // claim every third of it, so no check is too long for it.
+            ack_wait: Duration::from_secs(5),
             retry_delays: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(5),

@@ -1,9 +1,10 @@
 //! `read_from`: an ordered pull consumer that resumes itself after any interruption.
 //!
 //! The async-nats ordered consumer already recreates itself after sequence gaps, missed
-//! heartbeats and leader changes. Errors it still surfaces, or the end of its stream, make us
-//! drop it and create a fresh one from the next expected sequence, with backoff, so the
-//! resulting stream never ends and never repeats or skips an event.
+//! heartbeats and leader changes. Errors it still surfaces, the end of its stream, or a stall
+//! (nothing delivered for [`STALL_CHECK`] while the stream has more events) make us drop it and
+//! create a fresh one from the next expected sequence, with backoff, so the resulting stream
+//! never ends, never repeats or skips an event, and resumes within seconds of a leader change.
 
 use std::time::Duration;
 
@@ -17,6 +18,11 @@ use crate::event_log::{EventStream, StoredEvent};
 
 /// After this many consecutive failures an `Err` item is yielded (and again every as many).
 const REPORT_EVERY: u32 = 10;
+/// With nothing delivered for this long, the reader asks the stream whether it holds events
+/// past the next expected one; if so, the ordered consumer is stuck (its pull request died
+/// with a consumer or stream leader, and async-nats notices only after missed heartbeats,
+/// 10 s and more) and is recreated. Costs one stream-info request per idle period.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 
 struct Reader {
     stream: stream::Stream,
@@ -74,6 +80,18 @@ async fn open(
         .map_err(|err| LogError::Unavailable(format!("starting an ordered consumer: {err}")))
 }
 
+/// Whether the stream's last event is at or past `next_seq` (unknown, e.g. while the stream
+/// elects a leader: no).
+async fn is_behind(stream: &stream::Stream, next_seq: u64) -> bool {
+    match stream.get_info().await {
+        Ok(info) => info.state.last_sequence >= next_seq,
+        Err(err) => {
+            tracing::debug!(error = %err, "stream info");
+            false
+        }
+    }
+}
+
 impl Reader {
     async fn fail(&mut self, reason: String) -> Option<LogError> {
         self.messages = None;
@@ -104,7 +122,20 @@ impl Reader {
                 }
                 continue;
             };
-            let message = match messages.next().await {
+            let next = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+                Ok(next) => next,
+                Err(_idle) => {
+                    if is_behind(&self.stream, self.next_seq).await {
+                        tracing::info!(
+                            stream.position = self.next_seq,
+                            "the log holds events the ordered consumer does not deliver; recreating it"
+                        );
+                        self.messages = None;
+                    }
+                    continue;
+                }
+            };
+            let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => {
                     if let Some(err) = self.fail(err.to_string()).await {

@@ -26,8 +26,10 @@ const MAX_ACK_PENDING: i64 = 64;
 /// Pull request expiry and idle heartbeat of the messages stream.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Watchdog: with nothing delivered for this long, check whether events are waiting.
-const WATCHDOG: Duration = Duration::from_secs(60);
+/// Watchdog: with nothing delivered for this long, check whether events are waiting; if so,
+/// the pull request died (with a consumer leader) and the pull is restarted. Short, because a
+/// publisher waits for the verdict; an idle worker pays one consumer-info request per period.
+const WATCHDOG: Duration = Duration::from_secs(3);
 /// After this many consecutive failures `next()` returns an error.
 const REPORT_EVERY: u32 = 10;
 /// After this many consecutive error items the messages stream is recreated.
