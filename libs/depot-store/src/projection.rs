@@ -208,36 +208,56 @@ impl ProjectionTx {
     pub async fn begin(store: &Store, target: Target) -> Result<ProjectionTx, StoreError> {
         let pg = store.db.is_postgres();
         let mut tx = store.db.begin().await?;
+        // Two round trips in the usual case (a batch of one event is mostly round trips): the
+        // generation, with `synchronous_commit = off` for this transaction on PostgreSQL (the
+        // read models are rebuilt from the log, and a lost commit only moves the checkpoint
+        // back with them), then the checkpoint, created on a generation's first batch.
         let (gen_, checkpoint) = on_tx!(&mut tx, conn => {
-            if pg {
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            let gen_: i64 = match target {
-                Target::Generation(g) => to_i64(g),
-                Target::Active => {
-                    let sql = if pg {
-                        "SELECT gen FROM active_generation WHERE id = 1 FOR SHARE"
-                    } else {
-                        "SELECT gen FROM active_generation WHERE id = 1"
-                    };
-                    sqlx::query_scalar(sql).fetch_one(&mut *conn).await?
+            let gen_: i64 = match (target, pg) {
+                (Target::Generation(g), false) => to_i64(g),
+                (Target::Generation(g), true) => {
+                    sqlx::query("SELECT set_config('synchronous_commit', 'off', true)")
+                        .execute(&mut *conn)
+                        .await?;
+                    to_i64(g)
+                }
+                (Target::Active, true) => {
+                    sqlx::query_scalar(
+                        "SELECT gen FROM active_generation, \
+                         set_config('synchronous_commit', 'off', true) WHERE id = 1 FOR SHARE \
+                         OF active_generation",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?
+                }
+                (Target::Active, false) => {
+                    sqlx::query_scalar("SELECT gen FROM active_generation WHERE id = 1")
+                        .fetch_one(&mut *conn)
+                        .await?
                 }
             };
-            sqlx::query(
-                "INSERT INTO projector_checkpoint (gen, last_seq) VALUES ($1, 0) \
-                 ON CONFLICT (gen) DO NOTHING",
-            )
-            .bind(gen_)
-            .execute(&mut *conn)
-            .await?;
             let sql = if pg {
                 "SELECT last_seq FROM projector_checkpoint WHERE gen = $1 FOR UPDATE"
             } else {
                 "SELECT last_seq FROM projector_checkpoint WHERE gen = $1"
             };
-            let last: i64 = sqlx::query_scalar(sql).bind(gen_).fetch_one(&mut *conn).await?;
+            let last: Option<i64> = sqlx::query_scalar(sql)
+                .bind(gen_)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let last = match last {
+                Some(last) => last,
+                None => {
+                    sqlx::query(
+                        "INSERT INTO projector_checkpoint (gen, last_seq) VALUES ($1, 0) \
+                         ON CONFLICT (gen) DO NOTHING",
+                    )
+                    .bind(gen_)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query_scalar(sql).bind(gen_).fetch_one(&mut *conn).await?
+                }
+            };
             (gen_, last)
         });
         Ok(ProjectionTx {

@@ -30,6 +30,8 @@ pub(crate) struct Executed<T> {
     pub(crate) value: T,
     /// The log sequence of the appended event, if one was appended.
     pub(crate) appended: Option<u64>,
+    /// The appended event, if one was appended.
+    pub(crate) envelope: Option<Envelope>,
 }
 
 /// Loads a crate's aggregate as a command on `vers` (or on the crate alone) decides on it: the
@@ -106,6 +108,7 @@ pub(crate) async fn execute<T>(
                 return Ok(Executed {
                     value,
                     appended: None,
+                    envelope: None,
                 });
             }
             Decision::Append(event, value) => (event, value),
@@ -137,6 +140,7 @@ pub(crate) async fn execute<T>(
                 return Ok(Executed {
                     value,
                     appended: Some(appended.seq),
+                    envelope: Some(envelope),
                 });
             }
             Err(AppendError::Conflict { .. }) => {

@@ -101,6 +101,14 @@ struct Inner {
     tokens: auth::TokenCache,
     jwks: JwksCache,
     trusted: TrustedPublishingConfig,
+    inline_checks: Option<InlineChecks>,
+}
+
+/// Uploads checked on the publishing request (see [`AppState::with_inline_checks`]).
+#[derive(Debug)]
+struct InlineChecks {
+    extractor: depot_extractor::Extractor,
+    max_size: u64,
 }
 
 impl AppState {
@@ -139,8 +147,29 @@ impl AppState {
                 tokens: auth::TokenCache::new(),
                 jwks: JwksCache::new(trusted.jwks),
                 trusted,
+                inline_checks: None,
             }),
         }
+    }
+
+    /// Checks uploads of up to `max_size` bytes on the publishing request itself, with the
+    /// extractor's check, and appends their outcome right after the upload: the publisher's
+    /// wait skips the work queue's hand-off, and the projector usually folds the upload and its
+    /// outcome in one batch. Larger uploads, and any the api could not finish, are left to the
+    /// extractor processes as before. Call it before the state is shared.
+    #[must_use]
+    pub fn with_inline_checks(
+        mut self,
+        extractor: depot_extractor::Extractor,
+        max_size: u64,
+    ) -> AppState {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("with_inline_checks before the state is shared");
+        inner.inline_checks = (max_size > 0).then_some(InlineChecks {
+            extractor,
+            max_size,
+        });
+        self
     }
 
     fn config(&self) -> &ApiConfig {

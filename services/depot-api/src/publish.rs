@@ -215,7 +215,15 @@ async fn publish_inner(
         )]));
     }
 
-    // 6. Wait for the outcome of this upload event (not of an earlier upload of the same
+    // 6. A small upload is checked right here (the extractor's check, in this process).
+    if let (Some(inline), Some(envelope)) = (&state.inner.inline_checks, &executed.envelope)
+        && blob.size <= inline.max_size
+        && let Event::VersionUploaded(upload) = &envelope.event
+    {
+        inline.extractor.decide_inline(envelope, upload).await;
+    }
+
+    // 7. Wait for the outcome of this upload event (not of an earlier upload of the same
     // bytes that was rejected).
     let appended_at = Instant::now();
     let remaining = config.publish_wait.saturating_sub(started.elapsed());

@@ -56,6 +56,10 @@ pub const READ_BUFFER: usize = 1 << 20;
 /// stops waiting for it.
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long the extractor leaves an upload of up to [`ExtractorConfig::inline_check_size`] to
+/// the api that checks it on the publishing request, before it checks it itself.
+const INLINE_GRACE: Duration = Duration::from_secs(2);
+
 /// The largest encoded outcome event the extractor appends. The event log accepts at least
 /// 1 MiB per message (JetStream's default `max_payload`); an accepted version whose index line
 /// and metadata would not fit is rejected with `metadata_too_large` instead. Readmes and the
@@ -82,6 +86,10 @@ pub struct ExtractorConfig {
     /// How long a delivery stays claimed without a sign of life; in-progress signals are sent
     /// every third of it while an upload is being handled.
     pub ack_wait: Duration,
+    /// Uploads up to this size are checked by the api on the publishing request
+    /// (`DEPOT_INLINE_CHECK_SIZE`); the extractor takes one over only when no outcome
+    /// followed it within a grace period. 0: the extractor checks every upload at once.
+    pub inline_check_size: u64,
     /// Delays before retrying after a transient failure: entry `i` after attempt `i + 1`, the
     /// last one repeating. Empty means one second.
     pub retry_delays: Vec<Duration>,
@@ -101,6 +109,7 @@ impl ExtractorConfig {
             // seconds (the publisher is waiting for its verdict); a live worker renews its
             // claim every third of it, so no check is too long for it.
             ack_wait: Duration::from_secs(5),
+            inline_check_size: 0,
             retry_delays: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(5),
@@ -111,14 +120,20 @@ impl ExtractorConfig {
 
     /// The longest an upload can take from its first delivery to its verdict while extractors
     /// run: every attempt at its full check budget, the retry delays in between, and one ack wait
-    /// per attempt for a redelivery after a lost worker. A version pending for longer than this
+    /// per attempt for a redelivery after a lost worker, and the grace left to an inline check.
+    /// A version pending for longer than this
     /// is stuck (no extractor running, or a bug); `depot verify` reports it.
     pub fn budget(&self) -> Duration {
         let attempts = self.max_attempts.max(1);
         let delays: Duration = (1..u64::from(attempts))
             .map(|attempt| self.retry_delay(attempt))
             .sum();
-        (self.check_timeout + self.ack_wait) * attempts + delays
+        let grace = if self.inline_check_size > 0 {
+            INLINE_GRACE
+        } else {
+            Duration::ZERO
+        };
+        (self.check_timeout + self.ack_wait) * attempts + delays + grace
     }
 
     /// The delay before the attempt after `attempt` (1-based).
@@ -339,8 +354,29 @@ impl Extractor {
             let _ = delivery.term().await;
             return;
         }
+        if self.already_decided(seq, &envelope, upload).await {
+            // The api decided it on the publishing request (see `decide_inline`).
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(seq, error = %e, "could not acknowledge an upload");
+            }
+            return;
+        }
+        // An upload the api checks itself is left to it for a moment (its check takes
+        // milliseconds); the extractor takes it over only if no outcome came.
+        let inline = upload.size <= self.config.inline_check_size;
+        if inline && delivery.attempt == 1 {
+            if let Err(e) = delivery.nak(INLINE_GRACE).await {
+                tracing::warn!(seq, error = %e, "could not defer an upload; it follows the ack wait");
+            }
+            return;
+        }
+        let attempt = if inline {
+            delivery.attempt - 1
+        } else {
+            delivery.attempt
+        };
         let handled = self
-            .keep_claimed(&delivery, self.decide(&envelope, upload, delivery.attempt))
+            .keep_claimed(&delivery, self.decide(&envelope, upload, attempt))
             .await;
         match handled {
             Handled::Done => {
@@ -379,15 +415,79 @@ impl Extractor {
         }
     }
 
-    /// Checks the upload and appends its outcome; a transient failure asks for a retry, and
-    /// after the last attempt becomes a `processing_failed` rejection.
-    async fn decide(&self, envelope: &Envelope, upload: &VersionUploaded, attempt: u64) -> Handled {
+    /// Checks an upload the api has just appended and appends its outcome, on the publishing
+    /// request itself: the publisher's wait then skips the work queue's hand-off. Returns
+    /// whether the outcome was appended; if not (a transient failure), the work queue delivers
+    /// the upload to an extractor as usual. The outcome carries the same message id the queue's
+    /// extractor would use, so the log keeps one outcome per upload whoever gets there first.
+    pub async fn decide_inline(&self, envelope: &Envelope, upload: &VersionUploaded) -> bool {
+        let outcome = match self.timed_process(envelope, upload).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::debug!(krate.name = %upload.name, error = %format!("{e:#}"), "inline check failed; the extractor takes it over");
+                return false;
+            }
+        };
+        match self.append(envelope, upload, outcome).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(krate.name = %upload.name, error = %format!("{e:#}"), "inline outcome not appended; the extractor takes it over");
+                false
+            }
+        }
+    }
+
+    /// Whether the log already holds the outcome of the upload at `seq` (appended by
+    /// [`Extractor::decide_inline`] or by an earlier delivery). A failed lookup says no: the
+    /// upload is then checked again, and the repeated outcome is deduplicated by its id.
+    async fn already_decided(
+        &self,
+        seq: u64,
+        envelope: &Envelope,
+        upload: &VersionUploaded,
+    ) -> bool {
+        let Ok(name) = depot_index::CrateName::parse(&upload.name) else {
+            return false;
+        };
+        let subject = depot_events::subject::krate(&name.canonical());
+        let msg_id = outcome_msg_id(envelope);
+        match self.log.read_subject(&subject, seq).await {
+            Ok(events) => events
+                .iter()
+                .any(|event| event.msg_id.as_deref() == Some(msg_id.as_str())),
+            Err(e) => {
+                tracing::debug!(seq, error = %e, "cannot look for an earlier outcome");
+                false
+            }
+        }
+    }
+
+    /// [`Extractor::process`], timed, with rejections counted by reason.
+    async fn timed_process(
+        &self,
+        envelope: &Envelope,
+        upload: &VersionUploaded,
+    ) -> anyhow::Result<Outcome> {
         let started = Instant::now();
         let processed = self.process(envelope, upload).await;
         let metrics = depot_telemetry::metrics();
         metrics
             .extraction_duration
             .observe(started.elapsed().as_secs_f64());
+        if let Ok(Outcome::Rejected(rejected)) = &processed {
+            let code = rejected
+                .reasons
+                .first()
+                .map_or("unknown", |r| r.code.as_str());
+            metrics.extraction_failures.with_label_values(&[code]).inc();
+        }
+        processed
+    }
+
+    /// Checks the upload and appends its outcome; a transient failure asks for a retry, and
+    /// after the last attempt becomes a `processing_failed` rejection.
+    async fn decide(&self, envelope: &Envelope, upload: &VersionUploaded, attempt: u64) -> Handled {
+        let processed = self.timed_process(envelope, upload).await;
         let retry = Handled::Retry(self.config.retry_delay(attempt));
         let outcome = match processed {
             Ok(outcome) => outcome,
@@ -397,6 +497,10 @@ impl Extractor {
             }
             Err(e) => {
                 tracing::error!(krate.name = %upload.name, attempt, error = %format!("{e:#}"), "giving up on an upload");
+                depot_telemetry::metrics()
+                    .extraction_failures
+                    .with_label_values(&["processing_failed"])
+                    .inc();
                 rejected(
                     upload,
                     vec![reason(
@@ -406,13 +510,6 @@ impl Extractor {
                 )
             }
         };
-        if let Outcome::Rejected(rejected) = &outcome {
-            let code = rejected
-                .reasons
-                .first()
-                .map_or("unknown", |r| r.code.as_str());
-            metrics.extraction_failures.with_label_values(&[code]).inc();
-        }
         match self.append(envelope, upload, outcome).await {
             Ok(()) => Handled::Done,
             Err(e) => {
@@ -588,7 +685,7 @@ impl Extractor {
         let name =
             depot_index::CrateName::parse(&upload.name).context("the upload's crate name")?;
         let subject = depot_events::subject::krate(&name.canonical());
-        let msg_id = format!("outcome:{}", upload_envelope.id);
+        let msg_id = outcome_msg_id(upload_envelope);
         let metrics = depot_telemetry::metrics();
         let started = Instant::now();
         let appended = self
@@ -612,6 +709,11 @@ impl Extractor {
         }
         Ok(())
     }
+}
+
+/// The message id of an upload's outcome: one per upload, whoever appends it.
+fn outcome_msg_id(upload_envelope: &Envelope) -> String {
+    format!("outcome:{}", upload_envelope.id)
 }
 
 fn reason(code: &str, detail: impl Into<String>) -> RejectionReason {

@@ -163,6 +163,12 @@ pub(crate) struct Settings {
     )]
     pub allowed_registries: Vec<String>,
 
+    /// Uploads up to this size are checked by the api on the publishing request itself (the
+    /// extractor's check, run in the api process), so the publisher's wait skips the work
+    /// queue; larger ones go to the extractor processes. 0: every upload goes to them.
+    #[arg(long, env = "DEPOT_INLINE_CHECK_SIZE", default_value = "1MiB", value_parser = parse_size, global = true)]
+    pub inline_check_size: u64,
+
     /// How many uploads one extractor process checks at the same time.
     #[arg(
         long,
@@ -581,6 +587,7 @@ impl Settings {
             max_attempts: self.extractor_max_attempts,
             workers: self.extractor_workers,
             check_timeout: Duration::from_secs(self.extractor_check_timeout_secs),
+            inline_check_size: self.inline_check_size,
             ..ExtractorConfig::new(
                 self.tarball_limits(public_url),
                 self.publish_limits(public_url),

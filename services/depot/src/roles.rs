@@ -240,12 +240,19 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             trusted_publishing: settings.trusted_publishing(),
             blob_redirect: settings.blob_redirect(),
         };
+        let api_blobs = blobs.clone().expect("api has blobs");
+        let inline_checker = Extractor::new(
+            log.clone(),
+            api_blobs.clone(),
+            settings.extractor_config(&public_url),
+        );
         let state = AppState::new(
             config,
             log.clone(),
             store.clone().expect("api has a store"),
-            blobs.clone().expect("api has blobs"),
-        );
+            api_blobs,
+        )
+        .with_inline_checks(inline_checker, settings.inline_check_size);
         let listener_task =
             depot_api::spawn_change_listener(state.clone(), notifier.clone(), CRATE_CHANGED_TOPIC);
         let flusher_state = state.clone();
