@@ -301,7 +301,9 @@ fn size_bucket(rng: &mut StdRng, max: u64) -> (u64, u64) {
     } else {
         (MIB + MIB / 10, max + 1)
     };
-    let hi = hi.min(max + 1);
+    // Sizes are aimed at, not exact (compression ratios, framing): keep 1/32 of the largest
+    // size free so no generated `.crate` exceeds it (and the registry's limit set to it).
+    let hi = hi.min(max - max / 32 + 1);
     let lo = lo.min(hi.saturating_sub(1)).max(KIB);
     (lo, hi.max(lo + 1))
 }
@@ -552,6 +554,23 @@ impl Plan {
     /// Builds the `.crate` of a unit with its metadata. Deterministic: the same plan gives the
     /// same bytes. CPU-bound (compression); call it from a blocking thread.
     pub fn build(&self, unit_id: usize) -> anyhow::Result<BuiltCrate> {
+        // Sizes are aimed at; a `.crate` over the largest size asked for (which the registry
+        // may enforce) is built again, smaller by its excess.
+        let mut target = self.units[unit_id].target_size;
+        let mut built = self.build_sized(unit_id, target)?;
+        for _ in 0..4 {
+            let len = built.crate_bytes.len() as u64;
+            if len <= self.params.max_size || target <= KIB {
+                break;
+            }
+            target = target.saturating_sub(len - self.params.max_size + KIB);
+            built = self.build_sized(unit_id, target)?;
+        }
+        Ok(built)
+    }
+
+    /// [`Plan::build`] aiming at `target_size` bytes.
+    fn build_sized(&self, unit_id: usize, target_size: u64) -> anyhow::Result<BuiltCrate> {
         let unit = &self.units[unit_id];
         let metadata = self.metadata(unit_id);
         let manifest = render_manifest(&metadata, &self.params.registry_index);
@@ -559,15 +578,16 @@ impl Plan {
         let root = format!("{name}-{vers}");
         let mut rng = StdRng::seed_from_u64(mix(self.params.seed ^ mix(unit_id as u64 + 1)));
 
-        let bulk = unit.target_size.saturating_sub(OVERHEAD);
+        let bulk = target_size.saturating_sub(OVERHEAD);
         let (filler_len, blob_len) = if unit.incompressible {
-            (0, bulk)
+            // Stored deflate blocks add 5 bytes per 64 KiB.
+            (0, bulk.saturating_sub((bulk / 65_535 + 1) * 5))
         } else {
             ((bulk as f64 / FILLER_RATIO) as u64, 0)
         };
 
         let lib_head = lib_rs_head(&metadata, blob_len > 0);
-        let mut gz = GzAssembler::new(&format!("{root}.crate"), unit.target_size as usize);
+        let mut gz = GzAssembler::new(&format!("{root}.crate"), target_size as usize);
         let mut tar = tar::Builder::new(&mut gz);
         let files: [(&str, Option<&str>); 3] = [
             ("Cargo.toml", Some(&manifest)),

@@ -202,6 +202,35 @@ fn built_sizes_match_their_targets() {
     assert!(checked_large > 0);
 }
 
+#[test]
+fn no_built_crate_exceeds_the_largest_size() {
+    // Seeds whose plans once produced a `.crate` over a 10 MiB maximum.
+    let max = 10 * MIB;
+    let mut checked = 0;
+    for seed in [416, 71_000] {
+        let plan = Plan::generate(&GenParams {
+            seed,
+            crates_io_dep_fraction: 0.0,
+            ..params(1000, max)
+        });
+        for (id, unit) in plan.units.iter().enumerate() {
+            if unit.target_size < max - max / 8 {
+                continue;
+            }
+            let built = plan.build(id).unwrap();
+            assert!(
+                built.crate_bytes.len() as u64 <= max,
+                "unit {id}: {} bytes, target {}, incompressible {}",
+                built.crate_bytes.len(),
+                unit.target_size,
+                unit.incompressible
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
 /// A dependency from the manifest, in publish-metadata form.
 fn manifest_deps(manifest: &toml::Table) -> Vec<NewCrateDep> {
     let mut deps = Vec::new();
