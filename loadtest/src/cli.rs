@@ -120,6 +120,11 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub compare_rounds: usize,
 
+    /// With `--compare-downloads`: download the list this many times in each round (longer
+    /// rounds for a small corpus).
+    #[arg(long, default_value_t = 1)]
+    pub compare_passes: usize,
+
     /// With `--compare-downloads`: download only this version (`NAME@VERSION`, repeatable)
     /// instead of the generated crates.
     #[arg(long)]
@@ -205,6 +210,8 @@ pub struct Config {
     pub compare: Vec<crate::compare::Peer>,
     /// `--compare-rounds`.
     pub compare_rounds: usize,
+    /// `--compare-passes`.
+    pub compare_passes: usize,
     /// `--compare-crate`, as (name, version).
     pub compare_crates: Vec<(String, String)>,
 }
@@ -308,6 +315,7 @@ impl Args {
             write_crates: self.write_crates,
             compare,
             compare_rounds: self.compare_rounds,
+            compare_passes: self.compare_passes.max(1),
             compare_crates,
         })
     }

@@ -240,18 +240,30 @@ pub async fn run(
         })
         .collect::<anyhow::Result<_>>()?;
 
-    // The checking round: the registry's bytes, then every peer must serve the same.
+    // The checking round: the registry's bytes, then every peer must serve the same (each
+    // distinct file once).
     let mut expected = Vec::with_capacity(items.len());
+    let mut seen: std::collections::HashMap<(&str, &str), Expected> =
+        std::collections::HashMap::new();
+    let mut distinct = Vec::new();
     for item in items {
+        let key = (item.name.as_str(), item.vers.as_str());
+        if let Some(known) = seen.get(&key) {
+            expected.push(known.clone());
+            continue;
+        }
         let url = download_url(&registry.template, &item.name, &item.vers, "");
         let (len, sha) = fetch(&clients[0], &url, token, true).await?;
-        expected.push(Expected {
+        let e = Expected {
             len,
             sha256: sha.unwrap_or_default(),
-        });
+        };
+        seen.insert(key, e.clone());
+        distinct.push((item, e.clone()));
+        expected.push(e);
     }
     for (peer, client) in servers.iter().zip(&clients).skip(1) {
-        for (item, expected) in items.iter().zip(&expected) {
+        for (item, expected) in distinct.iter().map(|(i, e)| (*i, e)) {
             let url = download_url(&peer.template, &item.name, &item.vers, &expected.sha256);
             let (_, sha) = fetch(client, &url, None, true).await.with_context(|| {
                 format!("{} does not serve {} {}", peer.label, item.name, item.vers)

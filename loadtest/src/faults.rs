@@ -325,6 +325,7 @@ pub async fn run(config: &FaultConfig) -> anyhow::Result<FaultReport> {
         write_crates: None,
         compare_downloads: Vec::new(),
         compare_rounds: 3,
+        compare_passes: 1,
         compare_crate: Vec::new(),
     }
     .into_config()?;

@@ -214,6 +214,9 @@ pub async fn compare_downloads(config: &Config) -> anyhow::Result<compare::Compa
             })
             .collect()
     };
+    let items: Vec<compare::Item> = std::iter::repeat_n(items, config.compare_passes)
+        .flatten()
+        .collect();
     let registry = compare::Peer {
         label: "registry".to_owned(),
         template: client.config().dl.clone(),

@@ -426,52 +426,81 @@ fn short_read(expected: u64, got: u64) -> std::io::Error {
     )
 }
 
-/// The chunks of a large blob file: each read on a blocking thread into a buffer that is
-/// reused once the previous chunk has been sent and dropped (`BytesMut::reserve` takes the
-/// allocation back). Exactly `len` bytes, or an error.
+/// A chunk being read on a blocking thread: the file, the buffer and the outcome come back.
+type ChunkRead = tokio::task::JoinHandle<(std::fs::File, BytesMut, std::io::Result<()>)>;
+
+/// Reads the next `want` bytes of `file` into `buffer` on a blocking thread. `reserve` takes
+/// back the buffer's allocation when the chunk last read into it has been sent and dropped; the
+/// read fills its spare capacity directly (a `Vec` taken from the buffer without copying), so
+/// the bytes are neither zeroed first nor copied again.
+fn read_chunk(file: std::fs::File, mut buffer: BytesMut, want: usize) -> ChunkRead {
+    buffer.clear();
+    buffer.reserve(want);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut vec = Vec::from(buffer);
+        vec.clear();
+        let read = (&file)
+            .take(want as u64)
+            .read_to_end(&mut vec)
+            .and_then(|n| {
+                if n == want {
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                }
+            });
+        // Both conversions move the allocation (no copy).
+        (file, BytesMut::from(Bytes::from(vec)), read)
+    })
+}
+
+/// The chunks of a large blob file, each at most [`CHUNK_SIZE`], exactly `len` bytes or an
+/// error. One chunk is read ahead while the previous one is being sent, into two buffers used
+/// in turn, so a download holds at most two chunks whatever the blob's size.
 fn file_chunks(file: std::fs::File, len: u64) -> BlobChunks {
     struct State {
-        file: Option<std::fs::File>,
-        buffer: BytesMut,
-        left: u64,
+        /// The read in progress; `None` once every byte was read.
+        pending: Option<(ChunkRead, usize)>,
+        /// The other buffer (its last chunk may still be in flight).
+        spare: BytesMut,
+        /// Bytes not yet asked of a read.
+        unrequested: u64,
+        /// Bytes delivered so far.
+        delivered: u64,
         expected: u64,
     }
+    fn next_want(unrequested: u64) -> usize {
+        usize::try_from(unrequested.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE)
+    }
+    let want = next_want(len);
     let state = State {
-        file: Some(file),
-        buffer: BytesMut::with_capacity(CHUNK_SIZE),
-        left: len,
+        pending: (want > 0).then(|| (read_chunk(file, BytesMut::new(), want), want)),
+        spare: BytesMut::new(),
+        unrequested: len - want as u64,
+        delivered: 0,
         expected: len,
     };
     Box::pin(futures::stream::try_unfold(state, |mut state| async move {
-        if state.left == 0 {
-            return Ok(None);
-        }
-        let Some(file) = state.file.take() else {
+        let Some((pending, want)) = state.pending.take() else {
             return Ok(None);
         };
-        let want = usize::try_from(state.left.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE);
-        let mut buffer = std::mem::take(&mut state.buffer);
-        buffer.reserve(want);
-        let (file, mut buffer, read) = tokio::task::spawn_blocking(move || {
-            use std::io::Read as _;
-            let mut file = file;
-            buffer.resize(want, 0);
-            let read = file.read_exact(&mut buffer[..want]);
-            (file, buffer, read)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let (file, mut buffer, read) = pending.await.map_err(std::io::Error::other)?;
         if let Err(e) = read {
             return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                short_read(state.expected, state.expected - state.left)
+                short_read(state.expected, state.delivered)
             } else {
                 e
             });
         }
         let chunk = buffer.split().freeze();
-        state.left -= want as u64;
-        state.buffer = buffer;
-        state.file = Some(file);
+        state.delivered += want as u64;
+        if state.unrequested > 0 {
+            let next = next_want(state.unrequested);
+            let spare = std::mem::replace(&mut state.spare, buffer);
+            state.pending = Some((read_chunk(file, spare, next), next));
+            state.unrequested -= next as u64;
+        }
         Ok(Some((chunk, state)))
     }))
 }
