@@ -129,10 +129,14 @@ impl DownloadCache {
 
     fn insert(&self, key: String, target: Target) {
         let cost = target.cost(&key);
+        let mut slots = self.slots.lock().expect("download cache lock");
         if cost > self.max_bytes {
+            // Too large to keep: nothing stays under this key.
+            if let Some(old) = slots.entries.pop(&key) {
+                slots.bytes -= old.cost;
+            }
             return;
         }
-        let mut slots = self.slots.lock().expect("download cache lock");
         // `push` returns the replaced entry of this key or the evicted least recently used one.
         if let Some((_, old)) = slots.entries.push(key, Slot { target, cost }) {
             slots.bytes -= old.cost;
