@@ -56,7 +56,7 @@ pub struct Args {
     /// Largest `.crate` generated (e.g. `20MiB`, `512KiB`). 70% of crates are under 16 KiB,
     /// 25% under 1 MiB and 5% between 1 MiB and this size. The registry must accept it
     /// (Depot: `DEPOT_MAX_CRATE_SIZE`, default 10MiB).
-    #[arg(long, default_value = "20MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
     pub max_size: u64,
 
     /// Fraction of crates whose bulk is random (incompressible) bytes in a data file.
@@ -103,6 +103,32 @@ pub struct Args {
     /// No progress bars and no progress notes (the report is still printed).
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Only write the generated `.crate` files into this directory, as `{name}-{version}.crate`
+    /// (the same bytes a run with the same options publishes), and exit.
+    #[arg(long)]
+    pub write_crates: Option<PathBuf>,
+
+    /// Instead of the load test: download every version of the generated crates (already
+    /// published by a run with the same options) from the registry and from this server too,
+    /// in interleaved rounds, and compare. `LABEL=TEMPLATE` or `TEMPLATE`, a `dl`-style URL
+    /// template (e.g. `nginx=http://127.0.0.1:18822/{crate}-{version}.crate`). Repeatable.
+    #[arg(long)]
+    pub compare_downloads: Vec<String>,
+
+    /// Timed rounds of `--compare-downloads` (each downloads every file from every server).
+    #[arg(long, default_value_t = 3)]
+    pub compare_rounds: usize,
+
+    /// With `--compare-downloads`: download the list this many times in each round (longer
+    /// rounds for a small corpus).
+    #[arg(long, default_value_t = 1)]
+    pub compare_passes: usize,
+
+    /// With `--compare-downloads`: download only this version (`NAME@VERSION`, repeatable)
+    /// instead of the generated crates.
+    #[arg(long)]
+    pub compare_crate: Vec<String>,
 
     /// SLO: p99 of publish start → version visible in the index, small crates (< 1 MiB), ms.
     #[arg(long, default_value_t = 100.0)]
@@ -178,6 +204,16 @@ pub struct Config {
     pub notes: bool,
     /// SLO thresholds.
     pub slo: Slo,
+    /// `--write-crates`.
+    pub write_crates: Option<PathBuf>,
+    /// `--compare-downloads`, parsed.
+    pub compare: Vec<crate::compare::Peer>,
+    /// `--compare-rounds`.
+    pub compare_rounds: usize,
+    /// `--compare-passes`.
+    pub compare_passes: usize,
+    /// `--compare-crate`, as (name, version).
+    pub compare_crates: Vec<(String, String)>,
 }
 
 impl Args {
@@ -226,6 +262,24 @@ impl Args {
             .as_deref()
             .map(|url| Url::parse(url).with_context(|| format!("invalid --metrics-url `{url}`")))
             .transpose()?;
+        let compare = self
+            .compare_downloads
+            .iter()
+            .map(|peer| crate::compare::Peer::parse(peer))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let compare_crates = self
+            .compare_crate
+            .iter()
+            .map(|spec| {
+                spec.split_once('@')
+                    .filter(|(name, vers)| !name.is_empty() && !vers.is_empty())
+                    .map(|(name, vers)| (name.to_owned(), vers.to_owned()))
+                    .with_context(|| format!("--compare-crate `{spec}`: expected NAME@VERSION"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.compare_rounds == 0 {
+            bail!("--compare-rounds must be at least 1");
+        }
         let use_bars = !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stdout());
         Ok(Config {
             index_url,
@@ -258,6 +312,11 @@ impl Args {
                 yank_p99_ms: self.slo_yank_p99_ms,
                 error_rate: self.slo_error_rate,
             },
+            write_crates: self.write_crates,
+            compare,
+            compare_rounds: self.compare_rounds,
+            compare_passes: self.compare_passes.max(1),
+            compare_crates,
         })
     }
 }
@@ -381,7 +440,7 @@ mod tests {
         let config = args.into_config().unwrap();
         assert_eq!(config.gen_params.crates, 120);
         assert_eq!(config.gen_params.seed, 7);
-        assert_eq!(config.gen_params.max_size, 20 << 20);
+        assert_eq!(config.gen_params.max_size, 10 << 20);
         assert_eq!(config.slo.publish_visible_p99_ms, 100.0);
         assert_eq!(config.slo.index_p99_ms, 50.0);
         assert_eq!(config.slo.error_rate, 0.0);

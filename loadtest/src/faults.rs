@@ -322,6 +322,11 @@ pub async fn run(config: &FaultConfig) -> anyhow::Result<FaultReport> {
         slo_download_p99_ms: None,
         slo_yank_p99_ms: None,
         slo_error_rate: 0.0,
+        write_crates: None,
+        compare_downloads: Vec::new(),
+        compare_rounds: 3,
+        compare_passes: 1,
+        compare_crate: Vec::new(),
     }
     .into_config()?;
     let url = reqwest::Url::parse(&format!("{}/index/", topology.public_url))?;

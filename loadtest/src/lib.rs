@@ -18,8 +18,10 @@
 pub mod big;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod faults;
 pub mod generate;
+pub mod keepalive;
 pub mod metrics;
 pub mod phases;
 pub mod progress;
@@ -164,6 +166,75 @@ pub async fn run_detailed(config: &Config) -> anyhow::Result<Outcome> {
         plan: ctx.plan.clone(),
         published,
     })
+}
+
+/// `--write-crates`: writes every generated `.crate` into `dir` as `{name}-{version}.crate`
+/// and returns how many.
+pub fn write_crates(config: &Config, dir: &std::path::Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let plan = Plan::generate(&config.gen_params);
+    for unit in 0..plan.units.len() {
+        let built = plan.build(unit)?;
+        let path = dir.join(format!("{}-{}.crate", built.name, built.vers));
+        std::fs::write(&path, &built.crate_bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(plan.units.len())
+}
+
+/// `--compare-downloads`: the registry against the given servers, every generated version
+/// (or the `--compare-crate` ones).
+pub async fn compare_downloads(config: &Config) -> anyhow::Result<compare::CompareReport> {
+    let client = Client::connect(
+        &config.index_url,
+        &config.token,
+        config.concurrency,
+        config.request_timeout,
+    )
+    .await
+    .context("cannot read the registry's config.json")?;
+    let items: Vec<compare::Item> = if config.compare_crates.is_empty() {
+        let plan = Plan::generate(&config.gen_params);
+        (0..plan.units.len())
+            .map(|unit| {
+                let (name, vers) = plan.name_version(unit);
+                compare::Item {
+                    name: name.to_owned(),
+                    vers: vers.to_owned(),
+                }
+            })
+            .collect()
+    } else {
+        config
+            .compare_crates
+            .iter()
+            .map(|(name, vers)| compare::Item {
+                name: name.clone(),
+                vers: vers.clone(),
+            })
+            .collect()
+    };
+    let items: Vec<compare::Item> = std::iter::repeat_n(items, config.compare_passes)
+        .flatten()
+        .collect();
+    let registry = compare::Peer {
+        label: "registry".to_owned(),
+        template: client.config().dl.clone(),
+    };
+    let token = client
+        .config()
+        .auth_required
+        .then_some(config.token.as_str());
+    compare::run(
+        &registry,
+        token,
+        &config.compare,
+        &items,
+        config.compare_rounds,
+        config.concurrency,
+        !config.notes,
+    )
+    .await
 }
 
 /// Scrapes the metrics endpoint; the error as text (a failed scrape does not fail the run).

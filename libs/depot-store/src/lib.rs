@@ -13,7 +13,10 @@ mod lease;
 mod projection;
 mod store;
 
-pub use blob::{BlobReader, BlobStore, BlobWriter, Quarantined, S3Config, StoredBlob};
+pub use blob::{
+    BlobBody, BlobChunks, BlobReader, BlobStore, BlobWriter, CHUNK_SIZE, Quarantined, S3Config,
+    StoredBlob, WHOLE_READ_MAX,
+};
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
 pub use lease::ProjectorLease;

@@ -190,3 +190,36 @@ async fn a_wrong_secret_or_bucket_fails_at_open() {
     };
     assert!(BlobStore::open_s3(&no_bucket).await.is_err());
 }
+
+#[tokio::test]
+async fn downloads_read_small_objects_whole_and_stream_large_ones() {
+    use depot_store::{BlobBody, WHOLE_READ_MAX};
+    use futures::TryStreamExt as _;
+    let bucket = TestBucket::new().await;
+    let store = open(&bucket).await;
+    let max = WHOLE_READ_MAX as usize;
+    for size in [0, 1, max, max + 1, 3 << 20] {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 13 % 241) as u8).collect();
+        let blob = store_bytes(&store, &bytes).await;
+        assert_eq!(store.size_of(&blob.key).await.unwrap(), Some(size as u64));
+        let body = store.read_body(&blob.key).await.unwrap().expect("stored");
+        assert_eq!(body.len(), size as u64, "{size}");
+        let read = match body {
+            BlobBody::Whole(whole) => {
+                assert!(size <= max, "{size} bytes were read whole");
+                whole.to_vec()
+            }
+            BlobBody::Chunks { chunks, len } => {
+                assert!(size > max, "{size} bytes were streamed");
+                let chunks: Vec<bytes::Bytes> = chunks.try_collect().await.unwrap();
+                let all = chunks.concat();
+                assert_eq!(all.len() as u64, len);
+                all
+            }
+        };
+        assert!(read == bytes, "{size}: the bytes differ");
+    }
+    let missing = BlobStore::key_for(&"0".repeat(64));
+    assert!(store.read_body(&missing).await.unwrap().is_none());
+    assert!(store.size_of(&missing).await.unwrap().is_none());
+}

@@ -153,6 +153,12 @@ pub const METRICS: &[MetricSpec] = &[
         "Index file lookups by the api: hit (served from memory) or miss (loaded from the read models)."
     ),
     spec!(
+        "depot_download_cache_requests_total",
+        Counter,
+        ["result"],
+        "Downloads by the api by where their bytes came from: hit (memory) or miss (the blob store)."
+    ),
+    spec!(
         "depot_downloads_total",
         Counter,
         [],

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub projector_batch: Histogram,
     /// `depot_index_cache_requests_total{result}`.
     pub index_cache: IntCounterVec,
+    /// `depot_download_cache_requests_total{result}`.
+    pub download_cache: IntCounterVec,
     /// `depot_downloads_total`.
     pub downloads: IntCounter,
     /// `depot_download_bytes_total`.
@@ -142,6 +144,7 @@ impl Metrics {
             projector_events: Declared::declare(r, "depot_projector_events_applied_total"),
             projector_batch: Declared::declare(r, "depot_projector_batch_duration_seconds"),
             index_cache: Declared::declare(r, "depot_index_cache_requests_total"),
+            download_cache: Declared::declare(r, "depot_download_cache_requests_total"),
             downloads: Declared::declare(r, "depot_downloads_total"),
             download_bytes: Declared::declare(r, "depot_download_bytes_total"),
             auth_refusals: Declared::declare(r, "depot_auth_refusals_total"),
@@ -196,6 +199,7 @@ mod tests {
             .with_label_values(&["version_uploaded"])
             .inc();
         m.index_cache.with_label_values(&["hit"]).inc();
+        m.download_cache.with_label_values(&["hit"]).inc();
         m.auth_refusals.with_label_values(&["missing"]).inc();
         m.trusted_exchanges.with_label_values(&["minted"]).inc();
         let gathered: BTreeSet<String> = m

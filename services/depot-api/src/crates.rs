@@ -1,20 +1,14 @@
-//! Yank, unyank, owners, search and downloads.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Yank, unyank, owners and search.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use depot_events::{Event, OwnersChanged, TokenScope, VersionYankToggled};
 use depot_index::{CrateName, Login, Version};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_util::io::ReaderStream;
 
-use crate::auth::{authenticate, authorize_read, cache_control, reader};
+use crate::auth::{authenticate, authorize_read, reader};
 use crate::commands::{Decision, execute, wait_projected};
 use crate::extract::{ApiJson, ApiQuery, CratePath, VersionPath};
 use crate::{ApiError, AppState};
@@ -302,97 +296,4 @@ pub(crate) async fn search(
     Ok(Json(
         json!({ "crates": crates, "meta": { "total": total } }),
     ))
-}
-
-/// `GET /api/v1/crates/{name}/{version}/download`: streams the `.crate`.
-pub(crate) async fn download(
-    State(state): State<AppState>,
-    VersionPath(name, vers): VersionPath,
-    request_headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authorize_read(&state, &request_headers, name.as_str()).await?;
-    let canon = name.canonical();
-    let not_found = || ApiError::not_found(format!("crate `{name}` has no version `{vers}`"));
-    let Some(blob) = state.store().download_target(&canon, &vers).await? else {
-        return Err(not_found());
-    };
-    if let Some(valid_for) = state.config().blob_redirect
-        && let Some(url) = state.inner.blobs.download_url(&blob, valid_for).await?
-    {
-        state.inner.downloads.count(&canon, &vers);
-        depot_telemetry::metrics().downloads.inc();
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [
-                (
-                    header::LOCATION,
-                    HeaderValue::from_str(&url).map_err(ApiError::internal)?,
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-        )
-            .into_response());
-    }
-    let Some((file, len)) = state.inner.blobs.open_blob(&blob).await? else {
-        return Err(ApiError::internal(format!(
-            "blob {blob} of {name} {vers} is missing from the blob store"
-        )));
-    };
-    state.inner.downloads.count(&canon, &vers);
-    let metrics = depot_telemetry::metrics();
-    metrics.downloads.inc();
-    metrics.download_bytes.inc_by(len);
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/gzip"),
-        ),
-        (header::CONTENT_LENGTH, HeaderValue::from(len)),
-        (
-            header::CACHE_CONTROL,
-            cache_control(&state, "public, max-age=31536000, immutable"),
-        ),
-    ];
-    Ok((
-        headers,
-        Body::from_stream(ReaderStream::with_capacity(file, 256 * 1024)),
-    )
-        .into_response())
-}
-
-/// Download counts gathered in memory and written in batches.
-#[derive(Debug, Default)]
-pub(crate) struct DownloadCounter {
-    counts: Mutex<HashMap<(String, String), u64>>,
-}
-
-impl DownloadCounter {
-    fn count(&self, canon: &str, vers: &str) {
-        let mut counts = self.counts.lock().expect("download counter lock");
-        *counts
-            .entry((canon.to_owned(), vers.to_owned()))
-            .or_default() += 1;
-    }
-
-    pub(crate) async fn flush(
-        &self,
-        store: &depot_store::Store,
-    ) -> Result<(), depot_store::StoreError> {
-        let batch: Vec<(String, String, u64)> = {
-            let mut counts = self.counts.lock().expect("download counter lock");
-            counts.drain().map(|((c, v), n)| (c, v, n)).collect()
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = store.add_downloads(&batch).await {
-            // Put them back so they are not lost.
-            let mut counts = self.counts.lock().expect("download counter lock");
-            for (c, v, n) in batch {
-                *counts.entry((c, v)).or_default() += n;
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
 }

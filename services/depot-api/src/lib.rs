@@ -8,6 +8,7 @@ mod auth;
 mod changes;
 mod commands;
 mod crates;
+mod downloads;
 mod error;
 mod extract;
 mod index;
@@ -95,7 +96,8 @@ struct Inner {
     blobs: BlobStore,
     cache: index::IndexCache,
     changes: changes::ChangeHub,
-    downloads: crates::DownloadCounter,
+    download_cache: downloads::DownloadCache,
+    downloads: downloads::DownloadCounter,
     rate_limits: rate_limit::RateLimits,
     in_flight: limits::InFlight,
     tokens: auth::TokenCache,
@@ -130,6 +132,11 @@ impl AppState {
                     .unwrap_or(NonZeroUsize::MIN),
             },
         );
+        let download_cache = downloads::DownloadCache::new(downloads::DownloadCacheBounds {
+            max_bytes: limits.download_cache_bytes,
+            max_entries: NonZeroUsize::new(limits.download_cache_entries)
+                .unwrap_or(NonZeroUsize::MIN),
+        });
         let rate_limits = rate_limit::RateLimits::new(limits.publish_rate, limits.command_rate);
         let in_flight = limits::InFlight::new(limits.max_in_flight);
         let trusted = config.trusted_publishing;
@@ -141,7 +148,8 @@ impl AppState {
                 blobs,
                 cache,
                 changes: changes::ChangeHub::new(),
-                downloads: crates::DownloadCounter::default(),
+                download_cache,
+                downloads: downloads::DownloadCounter::default(),
                 rate_limits,
                 in_flight,
                 tokens: auth::TokenCache::new(),
@@ -228,7 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/crates", get(crates::search))
         .route(
             "/api/v1/crates/{name}/{version}/download",
-            get(crates::download),
+            get(downloads::download),
         )
         .route("/api/v1/crates/{name}/{version}/yank", delete(crates::yank))
         .route(

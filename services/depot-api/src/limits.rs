@@ -43,6 +43,10 @@ pub struct EdgeLimits {
     pub index_cache_entries: usize,
     /// The most unknown crate names the cache remembers.
     pub index_cache_misses: usize,
+    /// The most bytes the download cache holds (small crates' bytes, keys of larger ones).
+    pub download_cache_bytes: usize,
+    /// The most versions the download cache holds.
+    pub download_cache_entries: usize,
     /// Publishes per token.
     pub publish_rate: RateSpec,
     /// Yanks, unyanks and owner changes per token.
@@ -60,6 +64,8 @@ impl Default for EdgeLimits {
             index_cache_bytes: 64 << 20,
             index_cache_entries: 20_000,
             index_cache_misses: 10_000,
+            download_cache_bytes: 64 << 20,
+            download_cache_entries: 65_536,
             publish_rate: RateSpec::default(),
             command_rate: RateSpec::default(),
         }

@@ -13,21 +13,19 @@ const UNMATCHED: &str = "unmatched";
 /// The route label is the route template (bounded), never the raw path.
 pub(crate) async fn record(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, |path| path.as_str())
-        .to_owned();
-    let method = request.method().as_str().to_owned();
+    // Cheap clones (a shared string, a method without allocation), not copies of the text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let metrics = depot_telemetry::metrics();
     metrics
         .http_duration
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[route, method.as_str()])
         .observe(started.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
+        .with_label_values(&[route, method.as_str(), response.status().as_str()])
         .inc();
     response
 }

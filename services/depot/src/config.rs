@@ -365,6 +365,21 @@ pub(crate) struct Settings {
     )]
     pub index_cache_misses: NonZeroUsize,
 
+    /// Most bytes kept in memory by the download cache: the `.crate` files of small crates
+    /// (up to 1 MiB and an eighth of this size each), the blob keys of larger ones (suffixes
+    /// allowed).
+    #[arg(long, env = "DEPOT_DOWNLOAD_CACHE_SIZE", default_value = "64MiB", value_parser = parse_size, global = true)]
+    pub download_cache_size: u64,
+
+    /// Most versions remembered by the download cache.
+    #[arg(
+        long,
+        env = "DEPOT_DOWNLOAD_CACHE_ENTRIES",
+        default_value = "65536",
+        global = true
+    )]
+    pub download_cache_entries: NonZeroUsize,
+
     /// Publishes per minute per token, sustained.
     #[arg(
         long,
@@ -606,6 +621,8 @@ impl Settings {
             index_cache_bytes: usize::try_from(self.index_cache_size).unwrap_or(usize::MAX),
             index_cache_entries: self.index_cache_entries.get(),
             index_cache_misses: self.index_cache_misses.get(),
+            download_cache_bytes: usize::try_from(self.download_cache_size).unwrap_or(usize::MAX),
+            download_cache_entries: self.download_cache_entries.get(),
             publish_rate: RateSpec {
                 per_minute: self.publish_rate_per_min,
                 burst: self.publish_burst,

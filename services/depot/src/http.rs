@@ -196,6 +196,82 @@ mod tests {
         );
     }
 
+    /// Whether TCP_NODELAY is set on this process's socket that connects `local` to `peer`
+    /// (the server's end of a connection), found among the open file descriptors.
+    fn nodelay_of(local: SocketAddr, peer: SocketAddr) -> Option<bool> {
+        for entry in std::fs::read_dir("/proc/self/fd").ok()? {
+            let Some(fd) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // Borrowed only while the connection is open (the caller holds its client end
+            // and the server keeps its end for the kept-alive connection).
+            #[expect(unsafe_code, reason = "inspecting a descriptor this process owns")]
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let socket = socket2::SockRef::from(&borrowed);
+            let (Ok(l), Ok(p)) = (socket.local_addr(), socket.peer_addr()) else {
+                continue;
+            };
+            if l.as_socket() == Some(local) && p.as_socket() == Some(peer) {
+                return socket.tcp_nodelay().ok();
+            }
+        }
+        None
+    }
+
+    /// Reads one response with a `Content-Length` body from a kept-alive connection.
+    async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut buffer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buffer.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).await.unwrap(),
+                1,
+                "connection closed"
+            );
+            buffer.push(byte[0]);
+        }
+        let head = String::from_utf8(buffer).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.unwrap();
+        (head, body)
+    }
+
+    #[tokio::test]
+    async fn kept_alive_connections_have_nodelay_and_small_bodies_arrive_whole() {
+        let (address, _stop) = start(ServerLimits {
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 4,
+        })
+        .await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let client = stream.local_addr().unwrap();
+        for i in 0..20 {
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let (head, body) = read_response(&mut stream).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{i}: {head}");
+            assert_eq!(body, b"127.0.0.1", "{i}");
+            assert_eq!(
+                nodelay_of(address, client),
+                Some(true),
+                "{i}: the server's end of the connection has TCP_NODELAY"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn stops_accepting_on_stop() {
         let (address, stop) = start(ServerLimits {

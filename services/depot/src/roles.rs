@@ -195,9 +195,11 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             }),
         );
         let stop = stopped();
+        // The api's accept path: TCP_NODELAY on every connection, the same connection cap and
+        // header deadline.
+        let server_limits = settings.server_limits();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
+            crate::http::serve(listener, app, server_limits, stop)
                 .await
                 .context("metrics listener failed")
         });

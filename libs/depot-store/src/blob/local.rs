@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio::fs::{self, File};
 use tokio::io::AsyncWriteExt;
 
-use super::{BlobReader, StoredBlob};
+use bytes::{Bytes, BytesMut};
+
+use super::{BlobBody, BlobChunks, BlobReader, CHUNK_SIZE, StoredBlob, WHOLE_READ_MAX};
 use crate::StoreError;
 
 /// Blobs under one directory.
@@ -158,6 +160,37 @@ impl LocalBlobs {
                 let len = file.metadata().await?.len();
                 Ok(Some((Box::pin(file), len)))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a stored blob for serving: whole (one read) up to [`WHOLE_READ_MAX`] bytes, else as
+    /// chunks read into reused buffers of [`CHUNK_SIZE`]. The file is opened and, if small,
+    /// read in one blocking task.
+    pub(crate) async fn read_body(&self, key: &str) -> Result<Option<BlobBody>, StoreError> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        let opened = tokio::task::spawn_blocking(move || open_for_body(&path))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(opened.map(|opened| match opened {
+            Opened::Whole(bytes) => BlobBody::Whole(Bytes::from(bytes)),
+            Opened::Large(file, len) => BlobBody::Chunks {
+                chunks: file_chunks(file, len),
+                len,
+            },
+        }))
+    }
+
+    /// The size of a stored blob; `None` if it does not exist.
+    pub(crate) async fn size_of(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        match fs::metadata(&path).await {
+            Ok(meta) => Ok(Some(meta.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -356,6 +389,122 @@ impl LocalWriter {
     }
 }
 
+/// A blob file opened for serving.
+enum Opened {
+    /// Its bytes (a small blob).
+    Whole(Vec<u8>),
+    /// The open file and its size (a large blob).
+    Large(std::fs::File, u64),
+}
+
+/// Opens a blob file and reads it if it is small (blocking).
+fn open_for_body(path: &Path) -> std::io::Result<Option<Opened>> {
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len > WHOLE_READ_MAX {
+        return Ok(Some(Opened::Large(file, len)));
+    }
+    // Exactly `len` bytes: the buffer is allocated once, and `take` ends the read without a
+    // further call once they are in.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 != len {
+        return Err(short_read(len, bytes.len() as u64));
+    }
+    Ok(Some(Opened::Whole(bytes)))
+}
+
+fn short_read(expected: u64, got: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("blob file ended after {got} of its {expected} bytes"),
+    )
+}
+
+/// A chunk being read on a blocking thread: the file, the buffer and the outcome come back.
+type ChunkRead = tokio::task::JoinHandle<(std::fs::File, BytesMut, std::io::Result<()>)>;
+
+/// Reads the next `want` bytes of `file` into `buffer` on a blocking thread. `reserve` takes
+/// back the buffer's allocation when the chunk last read into it has been sent and dropped; the
+/// read fills its spare capacity directly (a `Vec` taken from the buffer without copying), so
+/// the bytes are neither zeroed first nor copied again.
+fn read_chunk(file: std::fs::File, mut buffer: BytesMut, want: usize) -> ChunkRead {
+    buffer.clear();
+    buffer.reserve(want);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut vec = Vec::from(buffer);
+        vec.clear();
+        let read = (&file)
+            .take(want as u64)
+            .read_to_end(&mut vec)
+            .and_then(|n| {
+                if n == want {
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                }
+            });
+        // Both conversions move the allocation (no copy).
+        (file, BytesMut::from(Bytes::from(vec)), read)
+    })
+}
+
+/// The chunks of a large blob file, each at most [`CHUNK_SIZE`], exactly `len` bytes or an
+/// error. One chunk is read ahead while the previous one is being sent, into two buffers used
+/// in turn, so a download holds at most two chunks whatever the blob's size.
+fn file_chunks(file: std::fs::File, len: u64) -> BlobChunks {
+    struct State {
+        /// The read in progress; `None` once every byte was read.
+        pending: Option<(ChunkRead, usize)>,
+        /// The other buffer (its last chunk may still be in flight).
+        spare: BytesMut,
+        /// Bytes not yet asked of a read.
+        unrequested: u64,
+        /// Bytes delivered so far.
+        delivered: u64,
+        expected: u64,
+    }
+    fn next_want(unrequested: u64) -> usize {
+        usize::try_from(unrequested.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE)
+    }
+    let want = next_want(len);
+    let state = State {
+        pending: (want > 0).then(|| (read_chunk(file, BytesMut::new(), want), want)),
+        spare: BytesMut::new(),
+        unrequested: len - want as u64,
+        delivered: 0,
+        expected: len,
+    };
+    Box::pin(futures::stream::try_unfold(state, |mut state| async move {
+        let Some((pending, want)) = state.pending.take() else {
+            return Ok(None);
+        };
+        let (file, mut buffer, read) = pending.await.map_err(std::io::Error::other)?;
+        if let Err(e) = read {
+            return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                short_read(state.expected, state.delivered)
+            } else {
+                e
+            });
+        }
+        let chunk = buffer.split().freeze();
+        state.delivered += want as u64;
+        if state.unrequested > 0 {
+            let next = next_want(state.unrequested);
+            let spare = std::mem::replace(&mut state.spare, buffer);
+            state.pending = Some((read_chunk(file, spare, next), next));
+            state.unrequested -= next as u64;
+        }
+        Ok(Some((chunk, state)))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -455,6 +604,82 @@ mod tests {
         assert!(!stale.exists() && other.exists());
         drop(live);
         assert_eq!(temp_files(dir.path()), 1);
+    }
+
+    async fn collect(body: crate::BlobBody) -> (bool, Vec<u8>, usize) {
+        use futures::TryStreamExt as _;
+        match body {
+            crate::BlobBody::Whole(bytes) => (true, bytes.to_vec(), bytes.len()),
+            crate::BlobBody::Chunks { mut chunks, len } => {
+                let mut all = Vec::new();
+                let mut largest = 0;
+                while let Some(chunk) = chunks.try_next().await.unwrap() {
+                    largest = largest.max(chunk.len());
+                    all.extend_from_slice(&chunk);
+                }
+                assert_eq!(all.len() as u64, len);
+                (false, all, largest)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn small_blobs_are_read_whole_and_large_ones_in_bounded_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let max = crate::WHOLE_READ_MAX as usize;
+        for size in [
+            0,
+            1,
+            4096,
+            max - 1,
+            max,
+            max + 1,
+            3 * crate::CHUNK_SIZE + 17,
+        ] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let blob = store_bytes(&store, &bytes).await;
+            assert_eq!(store.size_of(&blob.key).await.unwrap(), Some(size as u64));
+            let body = store.read_body(&blob.key).await.unwrap().unwrap();
+            assert_eq!(body.len(), size as u64);
+            let (whole, read, largest) = collect(body).await;
+            assert_eq!(whole, size <= max, "{size}");
+            assert!(largest <= crate::CHUNK_SIZE, "{size}: a chunk of {largest}");
+            assert!(read == bytes, "{size}: the bytes differ");
+        }
+        let missing = crate::BlobStore::key_for(&"0".repeat(64));
+        assert!(store.read_body(&missing).await.unwrap().is_none());
+        assert!(store.size_of(&missing).await.unwrap().is_none());
+        assert!(store.read_body("sha256/../x").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_blob_file_that_shrinks_fails_the_stream() {
+        use futures::TryStreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let blob = store_bytes(&store, &vec![9u8; 2 * crate::CHUNK_SIZE + 1]).await;
+        let Some(crate::BlobBody::Chunks { mut chunks, len }) =
+            store.read_body(&blob.key).await.unwrap()
+        else {
+            panic!("a large blob is streamed");
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(store.local_path(&blob.key).unwrap())
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let mut got = 0u64;
+        let error = loop {
+            match chunks.try_next().await {
+                Ok(Some(chunk)) => got += chunk.len() as u64,
+                Ok(None) => panic!("the stream ended after {got} of {len} bytes without an error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(got < len);
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     async fn store_bytes(store: &BlobStore, bytes: &[u8]) -> StoredBlob {

@@ -6,7 +6,11 @@
 //! hashes what it is given and sends it on (to a temporary file, or as the parts of a multipart
 //! upload), and only [`BlobWriter::finish`] puts the blob at its content address, so a blob is
 //! either absent or complete. Reads stream too ([`BlobStore::open_blob`] gives an `AsyncRead`).
-//! Memory per upload or download is bounded by the backend's buffers, whatever the blob's size.
+//! Downloads use [`BlobStore::read_body`]: a blob of at most [`WHOLE_READ_MAX`] bytes is read
+//! whole (one read of a local file, one `GET` body on object storage), a larger one comes as a
+//! stream of chunks of at most [`CHUNK_SIZE`] bytes (a local file is read into reused
+//! buffers). Memory per upload or download is bounded by the backend's buffers, whatever the
+//! blob's size.
 //!
 //! Nothing outside this module knows where blobs live: the api, the extractor, `verify` and
 //! `gc` use only this API.
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use futures::Stream;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
@@ -27,6 +33,53 @@ pub use object::S3Config;
 
 /// A readable stored blob.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Blobs up to this size are read whole by [`BlobStore::read_body`].
+pub const WHOLE_READ_MAX: u64 = 256 * 1024;
+
+/// The largest chunk of a streamed [`BlobBody`].
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Chunks of a blob being read.
+pub type BlobChunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// A stored blob read for serving it.
+pub enum BlobBody {
+    /// The whole blob, read at once (at most [`WHOLE_READ_MAX`] bytes).
+    Whole(Bytes),
+    /// The blob as a stream of chunks (each at most [`CHUNK_SIZE`] bytes on the local backend)
+    /// that add up to exactly `len` bytes; the stream fails rather than yield more or fewer.
+    Chunks {
+        /// The chunks.
+        chunks: BlobChunks,
+        /// The blob's size.
+        len: u64,
+    },
+}
+
+impl BlobBody {
+    /// The blob's size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobBody::Whole(bytes) => bytes.len() as u64,
+            BlobBody::Chunks { len, .. } => *len,
+        }
+    }
+
+    /// Whether the blob is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for BlobBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobBody::Whole(bytes) => f.debug_tuple("Whole").field(&bytes.len()).finish(),
+            BlobBody::Chunks { len, .. } => f.debug_struct("Chunks").field("len", len).finish(),
+        }
+    }
+}
 
 /// The blob store.
 #[derive(Debug, Clone)]
@@ -126,6 +179,23 @@ impl BlobStore {
         match &self.backend {
             Backend::Local(local) => local.open_blob(key).await,
             Backend::Object(object) => object.open_blob(key).await,
+        }
+    }
+
+    /// Reads a stored blob for serving it: whole if it has at most [`WHOLE_READ_MAX`] bytes,
+    /// else as a stream of chunks; `None` if it does not exist (or the key is malformed).
+    pub async fn read_body(&self, key: &str) -> Result<Option<BlobBody>, StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.read_body(key).await,
+            Backend::Object(object) => object.read_body(key).await,
+        }
+    }
+
+    /// The size of a stored blob, without reading it; `None` if it does not exist.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.size_of(key).await,
+            Backend::Object(object) => object.size_of(key).await,
         }
     }
 

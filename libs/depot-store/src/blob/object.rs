@@ -22,7 +22,7 @@ use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMulti
 use sha2::{Digest, Sha256};
 use tokio_util::io::StreamReader;
 
-use super::{BlobReader, BlobStore, StoredBlob, hex_of_key};
+use super::{BlobBody, BlobReader, BlobStore, StoredBlob, WHOLE_READ_MAX, hex_of_key};
 use crate::StoreError;
 
 /// Where and how to reach an S3-compatible bucket.
@@ -219,6 +219,56 @@ impl ObjectBlobs {
                 let stream = result.into_stream().map_err(std::io::Error::other);
                 Ok(Some((Box::pin(StreamReader::new(stream)), size)))
             }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(object_error(e)),
+        }
+    }
+
+    /// One `GET`: a small object's body is read whole, a larger one streamed as it arrives,
+    /// held to the size the object's metadata announced.
+    pub(crate) async fn read_body(&self, key: &str) -> Result<Option<BlobBody>, StoreError> {
+        let Some(path) = self.blob_path(key) else {
+            return Ok(None);
+        };
+        let result = match self.store.get(&path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(object_error(e)),
+        };
+        let len = result.meta.size;
+        if len <= WHOLE_READ_MAX {
+            let bytes = result.bytes().await.map_err(object_error)?;
+            if bytes.len() as u64 != len {
+                return Err(StoreError::Corrupt(format!(
+                    "object {path} has {} bytes, its metadata says {len}",
+                    bytes.len()
+                )));
+            }
+            return Ok(Some(BlobBody::Whole(bytes)));
+        }
+        let mut seen = 0u64;
+        let chunks = result.into_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            seen += chunk.len() as u64;
+            if seen > len {
+                return Err(std::io::Error::other(format!(
+                    "object is longer than the {len} bytes its metadata says"
+                )));
+            }
+            Ok(chunk)
+        });
+        Ok(Some(BlobBody::Chunks {
+            chunks: Box::pin(chunks),
+            len,
+        }))
+    }
+
+    pub(crate) async fn size_of(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let Some(path) = self.blob_path(key) else {
+            return Ok(None);
+        };
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(object_error(e)),
         }
