@@ -104,13 +104,14 @@ impl History {
         let cksum = self.cksum();
         let name = self.crates[index].name;
         let subject = self.subject(index);
+        let size = 100 + self.rng.below(1000) as u64;
         self.push(
             &subject,
             Event::VersionUploaded(VersionUploaded {
                 name: name.into(),
                 vers: vers.clone(),
                 cksum: cksum.clone(),
-                size: 100 + self.rng.below(1000) as u64,
+                size,
                 blob: format!("sha256/{cksum}"),
                 metadata: serde_json::json!({"name": name, "vers": vers, "readme": "# hi"}),
                 metadata_blob: None,
