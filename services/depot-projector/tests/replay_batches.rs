@@ -94,7 +94,7 @@ impl History {
                 let krate = &mut self.crates[index];
                 krate.next_minor += 1;
                 // Some versions carry build metadata.
-                if krate.next_minor % 5 == 0 {
+                if krate.next_minor.is_multiple_of(5) {
                     format!("0.{}.0+build{}", krate.next_minor, krate.next_minor)
                 } else {
                     format!("0.{}.0", krate.next_minor)
