@@ -7,8 +7,8 @@
 //! row the batch is about is then kept in memory — its own uploads, and the loaded rows of
 //! earlier batches — where its verdicts and yanks update them; when the crates are saved
 //! ([`ProjectionTx::save_crates`]) the new rows are inserted with one statement and the changed
-//! ones updated with another, and the index file heads and crate rows are upserted with one
-//! statement each (see [`bulk`]). The search summaries that need the stored versions (a shown
+//! ones updated with another (on SQLite, in process, one prepared statement per changed row),
+//! and the index file heads and crate rows are upserted with one statement each (see [`bulk`]). The search summaries that need the stored versions (a shown
 //! version yanked, or another one unyanked) are read with at most three queries per batch.
 //! Index files are not rendered here: their lines are the accepted versions' rows, assembled
 //! when read, so an accepted version adds a row and a yank changes one. Only token, account and

@@ -2,7 +2,9 @@
 //!
 //! PostgreSQL binds one array per column and reads the rows back with `UNNEST` (one bind per
 //! column, so no bind-parameter limit, and one prepared statement whatever the row count).
-//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`.
+//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`
+//! (except for updates of existing rows, one prepared statement per row there: statements cost
+//! microseconds in process, and `UPDATE … FROM json_each` may scan the table for every row).
 //! Both produce the same stored values as the one-row statements did.
 
 use serde::Serialize;
