@@ -1,11 +1,12 @@
 //! The envelope around every event and its JSON form.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::payload::Event;
+use crate::payload::{Event, VersionUploaded};
 
 /// The schema version written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -133,6 +134,38 @@ struct Wire<D> {
     data: D,
 }
 
+/// The envelope with `data` left unparsed, borrowed from the stored bytes.
+#[derive(Deserialize)]
+struct RawWire<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    schema: u32,
+    at: Timestamp,
+    actor: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// `version_uploaded` as the fold reads it: [`VersionUploaded`] whose publish metadata is
+/// checked to be JSON but not built into a value (nothing in the fold reads it). The fields
+/// and their serde attributes are those of [`VersionUploaded`].
+#[derive(Deserialize)]
+struct UploadForFold {
+    name: String,
+    vers: String,
+    cksum: String,
+    size: u64,
+    blob: String,
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    metadata_blob: Option<String>,
+    uploader: String,
+    #[serde(default)]
+    token_id: Option<Uuid>,
+}
+
 impl Envelope {
     /// Wraps an event in a new envelope stamped now.
     pub fn new(actor: impl Into<String>, event: Event) -> Envelope {
@@ -180,4 +213,116 @@ impl Envelope {
             event,
         })
     }
+
+    /// Parses stored bytes as the projector folds them: the same result as
+    /// [`Envelope::decode`], except that the publish metadata of a `version_uploaded` is left
+    /// out ([`serde_json::Value::Null`]; nothing in the fold reads it), for about half the
+    /// work: `data` is parsed once, straight into the typed payload, and the metadata is only
+    /// checked to be JSON. Bytes this quick path cannot judge exactly as the full parse does
+    /// (any error, deep nesting, escapes, unusual numbers; Depot never writes such events)
+    /// take the full parse, so the same bytes are refused with the same error.
+    pub fn decode_for_fold(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        match Envelope::decode_quick(bytes) {
+            Some(envelope) => Ok(envelope),
+            None => Envelope::decode(bytes).map(|mut envelope| {
+                if let Event::VersionUploaded(upload) = &mut envelope.event {
+                    upload.metadata = serde_json::Value::Null;
+                }
+                envelope
+            }),
+        }
+    }
+
+    /// [`Envelope::decode_for_fold`]'s quick path: `None` when the bytes need the full parse.
+    fn decode_quick(bytes: &[u8]) -> Option<Envelope> {
+        let wire: RawWire<'_> = serde_json::from_slice(bytes).ok()?;
+        let data = wire.data.get();
+        if !plain_json(data) {
+            return None;
+        }
+        let event = if wire.kind == "version_uploaded" {
+            let upload: UploadForFold = serde_json::from_str(data).ok()?;
+            Event::VersionUploaded(VersionUploaded {
+                name: upload.name,
+                vers: upload.vers,
+                cksum: upload.cksum,
+                size: upload.size,
+                blob: upload.blob,
+                metadata: serde_json::Value::Null,
+                metadata_blob: upload.metadata_blob,
+                uploader: upload.uploader,
+                token_id: upload.token_id,
+            })
+        } else {
+            Event::from_raw(&wire.kind, data).ok()?
+        };
+        Some(Envelope {
+            id: wire.id,
+            schema: wire.schema,
+            at: wire.at,
+            actor: wire.actor,
+            event,
+        })
+    }
+}
+
+/// Deepest nesting of the JSON values that [`plain_json`] passes; serde_json refuses values
+/// nested deeper than 128 when it builds them, but not when it skips them.
+const PLAIN_DEPTH: usize = 64;
+
+/// Whether the JSON value `json` (valid JSON) holds only what skipping a value and building
+/// it judge alike: nesting up to [`PLAIN_DEPTH`], strings without `\u` escapes or raw
+/// control characters, and integers of at most 18 digits without leading zeros. Skipping
+/// (unknown fields, the publish metadata) accepts some values that building refuses:
+/// numbers out of range, lone surrogates, nesting past the recursion limit. (Duplicate keys,
+/// which building a value allows and a typed parse refuses, make the quick path fail.)
+fn plain_json(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let (mut depth, mut i) = (0_usize, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            if bytes.get(i + 1).is_none_or(|b| *b == b'u') {
+                                return false;
+                            }
+                            i += 2;
+                        }
+                        Some(b) if *b < 0x20 => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > PLAIN_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i + usize::from(bytes[i] == b'-');
+                let mut end = start;
+                while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                }
+                let digits = end - start;
+                let leading_zero = digits > 1 && bytes[start] == b'0';
+                let fraction = matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+                if digits == 0 || digits > 18 || leading_zero || fraction {
+                    return false;
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }

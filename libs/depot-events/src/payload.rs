@@ -101,6 +101,32 @@ impl Event {
         }
     }
 
+    /// [`Event::from_parts`] from the text of `data`, parsed once into the typed payload.
+    pub(crate) fn from_raw(kind: &str, data: &str) -> serde_json::Result<Event> {
+        use serde_json::from_str as parse;
+        Ok(match kind {
+            "version_uploaded" => Event::VersionUploaded(parse(data)?),
+            "version_accepted" => Event::VersionAccepted(parse(data)?),
+            "version_rejected" => Event::VersionRejected(parse(data)?),
+            "version_yanked" => Event::VersionYanked(parse(data)?),
+            "version_unyanked" => Event::VersionUnyanked(parse(data)?),
+            "owners_added" => Event::OwnersAdded(parse(data)?),
+            "owners_removed" => Event::OwnersRemoved(parse(data)?),
+            "token_issued" => Event::TokenIssued(parse(data)?),
+            "token_revoked" => Event::TokenRevoked(parse(data)?),
+            "user_created" => Event::UserCreated(parse(data)?),
+            "user_disabled" => Event::UserDisabled(parse(data)?),
+            "user_enabled" => Event::UserEnabled(parse(data)?),
+            "trust_added" => Event::TrustAdded(parse(data)?),
+            "trust_removed" => Event::TrustRemoved(parse(data)?),
+            "trusted_only_set" => Event::TrustedOnlySet(parse(data)?),
+            other => Event::Unknown {
+                kind: other.to_owned(),
+                data: parse(data)?,
+            },
+        })
+    }
+
     pub(crate) fn from_parts(kind: &str, data: serde_json::Value) -> serde_json::Result<Event> {
         use serde_json::from_value as parse;
         Ok(match kind {

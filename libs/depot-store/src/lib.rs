@@ -20,7 +20,7 @@ pub use blob::{
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
 pub use error::StoreError;
 pub use lease::ProjectorLease;
-pub use projection::{CrateSave, ProjectionTx, Target};
+pub use projection::{AcceptedVersion, CrateSave, ProjectionTx, Target};
 pub use store::{
     CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
     TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,

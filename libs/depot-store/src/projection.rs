@@ -3,14 +3,16 @@
 //!
 //! A batch costs a few statements, not a few per event, and nothing in it grows with a crate's
 //! history: the crates it touches are loaded with one query for their heads and one for the
-//! uploads of the versions its events mention ([`ProjectionTx::load_crates`]); the `versions`
-//! rows of its uploads are kept in memory, where its verdicts and yanks update them, and are
-//! written with one statement when the crates are saved ([`ProjectionTx::save_crates`]), which
-//! upserts the index file heads and crate rows with one statement each (see [`bulk`]). Index
-//! files are not rendered here: their lines are the accepted versions' rows, assembled when
-//! read, so an accepted version adds a row and a yank changes one. Only verdicts and yanks of
-//! versions uploaded in earlier batches, tokens, and the search summary of a crate whose shown
-//! version is yanked (a scan of its accepted version numbers) cost a statement each.
+//! uploads of the versions its events mention ([`ProjectionTx::load_crates`]). Every `versions`
+//! row the batch is about is then kept in memory — its own uploads, and the loaded rows of
+//! earlier batches — where its verdicts and yanks update them; when the crates are saved
+//! ([`ProjectionTx::save_crates`]) the new rows are inserted with one statement and the changed
+//! ones updated with another (on SQLite, in process, one prepared statement per changed row),
+//! and the index file heads and crate rows are upserted with one statement each (see [`bulk`]). The search summaries that need the stored versions (a shown
+//! version yanked, or another one unyanked) are read with at most three queries per batch.
+//! Index files are not rendered here: their lines are the accepted versions' rows, assembled
+//! when read, so an accepted version adds a row and a yank changes one. Only token, account and
+//! trust events cost a statement each.
 
 mod bulk;
 
@@ -25,7 +27,7 @@ use depot_index::IndexEntry;
 use crate::db::{Tx, on_tx, to_i64, to_u64};
 use crate::store::yanked_line_of;
 use crate::{Store, StoreError};
-use bulk::{CrateRow, IndexFileRow, VersionRow};
+use bulk::{CrateRow, IndexFileRow, IndexFileTouch, VersionRow, VersionUpdate};
 
 /// The `status` values of `versions`.
 const PENDING: &str = "pending";
@@ -49,8 +51,9 @@ pub struct ProjectionTx {
     checkpoint: u64,
     /// Rows of the uploads folded in this batch, by crate in upload order; not written yet.
     new_versions: HashMap<String, Vec<VersionRow>>,
-    /// Verdicts and yanks of uploads of earlier batches, in event order; not written yet.
-    changes: Vec<VersionChange>,
+    /// Rows of earlier batches loaded for this batch's events, by crate in upload order, with
+    /// what the batch changed in them so far (not written yet).
+    loaded: HashMap<String, Vec<LoadedRow>>,
     /// The search summary of each crate loaded or changed in this batch.
     summaries: HashMap<String, SummaryWork>,
     /// The spelling of each crate with a version accepted in this batch (its index file may be
@@ -99,6 +102,43 @@ pub struct CrateSave<'a> {
     pub index_changed: Option<(u64, Timestamp)>,
 }
 
+/// The stored values of an accepted version, rendered from its `version_accepted` event
+/// ([`AcceptedVersion::new`]) before its batch is folded, off the transaction's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedVersion {
+    /// The crate's spelling in the index line.
+    name: String,
+    /// The index line, unyanked.
+    entry: String,
+    /// The extracted metadata (JSON).
+    metadata: String,
+    readme_blob: Option<String>,
+    /// The search summary's description and keywords, should the version be shown.
+    description: Option<String>,
+    keywords: String,
+}
+
+impl AcceptedVersion {
+    /// Renders the stored values of a version accepted with `entry` and `metadata`.
+    pub fn new(entry: &IndexEntry, metadata: &ExtractedMetadata) -> AcceptedVersion {
+        let line = if entry.yanked {
+            let mut unyanked = entry.clone();
+            unyanked.yanked = false;
+            unyanked.to_line()
+        } else {
+            entry.to_line()
+        };
+        AcceptedVersion {
+            name: entry.name.clone(),
+            entry: line,
+            metadata: json(metadata),
+            readme_blob: metadata.readme_blob.clone(),
+            description: metadata.description.clone(),
+            keywords: metadata.keywords.join(" "),
+        }
+    }
+}
+
 /// The outcome of a verification, as stored in its version row.
 #[derive(Debug)]
 enum Verdict {
@@ -112,22 +152,18 @@ enum Verdict {
     },
 }
 
-/// A change to a version row written by an earlier batch.
+/// A `versions` row of an earlier batch, as loaded and as changed by this batch so far.
 #[derive(Debug)]
-enum VersionChange {
-    /// The verdict on the pending upload `vers`/`cksum`.
-    Decide {
-        canon: String,
-        vers: String,
-        cksum: String,
-        verdict: Verdict,
-    },
-    /// The yanked flag of the accepted `vers`.
-    Yank {
-        canon: String,
-        vers: String,
-        yanked: bool,
-    },
+struct LoadedRow {
+    upload_seq: i64,
+    vers: String,
+    cksum: String,
+    status: &'static str,
+    yanked: bool,
+    /// The verdict given in this batch, if one was (the row was pending).
+    verdict: Option<Verdict>,
+    /// Whether the batch changed the row (a verdict, a yank or an unyank).
+    changed: bool,
 }
 
 /// The search summary of a crate's accepted versions, scanned.
@@ -265,7 +301,7 @@ impl ProjectionTx {
             gen_,
             checkpoint: to_u64(checkpoint),
             new_versions: HashMap::new(),
-            changes: Vec::new(),
+            loaded: HashMap::new(),
             summaries: HashMap::new(),
             accepted_names: HashMap::new(),
         })
@@ -335,6 +371,23 @@ impl ProjectionTx {
                 }
             };
             if let Some(state) = states.get_mut(&row.canon) {
+                let stored = match status {
+                    VersionStatus::Pending => PENDING,
+                    VersionStatus::Accepted => ACCEPTED,
+                    VersionStatus::Rejected => REJECTED,
+                };
+                self.loaded
+                    .entry(row.canon.clone())
+                    .or_default()
+                    .push(LoadedRow {
+                        upload_seq: row.upload_seq,
+                        vers: row.vers.clone(),
+                        cksum: row.cksum.clone(),
+                        status: stored,
+                        yanked: row.yanked,
+                        verdict: None,
+                        changed: false,
+                    });
                 state.versions.push(VersionState {
                     vers: row.vers,
                     cksum: row.cksum,
@@ -382,19 +435,17 @@ impl ProjectionTx {
             });
     }
 
-    /// Marks the pending upload of `vers`/`cksum` accepted, with its index line.
-    pub fn accept(
-        &mut self,
-        canon: &str,
-        vers: &str,
-        cksum: &str,
-        entry: &IndexEntry,
-        metadata: &ExtractedMetadata,
-    ) {
-        let mut entry = entry.clone();
-        entry.yanked = false;
-        self.accepted_names
-            .insert(canon.to_owned(), entry.name.clone());
+    /// Marks the pending upload of `vers`/`cksum` accepted, with its stored values.
+    pub fn accept(&mut self, canon: &str, vers: &str, cksum: &str, accepted: AcceptedVersion) {
+        let AcceptedVersion {
+            name,
+            entry,
+            metadata,
+            readme_blob,
+            description,
+            keywords,
+        } = accepted;
+        self.accepted_names.insert(canon.to_owned(), name);
         let summary = self.summaries.entry(canon.to_owned()).or_default();
         if !summary.rescan
             && let Ok(version) = semver::Version::parse(vers)
@@ -405,8 +456,8 @@ impl ProjectionTx {
             };
             if summary.best.as_ref().is_none_or(|b| b.loses_to(&candidate)) {
                 summary.best = Some(candidate);
-                summary.description = metadata.description.clone();
-                summary.keywords = metadata.keywords.join(" ");
+                summary.description = description;
+                summary.keywords = keywords;
                 summary.metadata_of = None;
             }
         }
@@ -415,9 +466,9 @@ impl ProjectionTx {
             vers,
             cksum,
             Verdict::Accepted {
-                entry: entry.to_line(),
-                metadata: json(metadata),
-                readme_blob: metadata.readme_blob.clone(),
+                entry,
+                metadata,
+                readme_blob,
             },
         );
     }
@@ -429,8 +480,10 @@ impl ProjectionTx {
     }
 
     /// Applies a verdict to the pending upload of `vers`/`cksum`: to its row in memory if the
-    /// upload was folded in this batch, else (once written) to the row of an earlier batch.
-    /// Both cannot match, as a version has at most one live upload.
+    /// upload was folded in this batch, else to the loaded row of an earlier batch (written
+    /// with the batch). Both cannot match, as a version has at most one live upload; rows that
+    /// were not loaded are not changed (the projector loads every upload of the versions its
+    /// events mention).
     fn decide(&mut self, canon: &str, vers: &str, cksum: &str, verdict: Verdict) {
         let row = self.new_versions.get_mut(canon).and_then(|rows| {
             rows.iter_mut()
@@ -453,17 +506,25 @@ impl ProjectionTx {
                     row.reasons = Some(reasons);
                 }
             },
-            None => self.changes.push(VersionChange::Decide {
-                canon: canon.to_owned(),
-                vers: vers.to_owned(),
-                cksum: cksum.to_owned(),
-                verdict,
-            }),
+            None => {
+                let row = self.loaded.get_mut(canon).and_then(|rows| {
+                    rows.iter_mut()
+                        .find(|row| row.status == PENDING && row.vers == vers && row.cksum == cksum)
+                });
+                if let Some(row) = row {
+                    row.status = match verdict {
+                        Verdict::Accepted { .. } => ACCEPTED,
+                        Verdict::Rejected { .. } => REJECTED,
+                    };
+                    row.verdict = Some(verdict);
+                    row.changed = true;
+                }
+            }
         }
     }
 
     /// Sets the yanked flag of an accepted version: of its row in memory if it was folded in
-    /// this batch, else (once written) of the row of an earlier batch.
+    /// this batch, else of the loaded row of an earlier batch (written with the batch).
     pub fn set_yanked(&mut self, canon: &str, vers: &str, yanked: bool) {
         self.summaries
             .entry(canon.to_owned())
@@ -475,82 +536,90 @@ impl ProjectionTx {
         });
         match row {
             Some(row) => row.yanked = yanked,
-            None => self.changes.push(VersionChange::Yank {
-                canon: canon.to_owned(),
-                vers: vers.to_owned(),
-                yanked,
-            }),
+            None => {
+                let row = self.loaded.get_mut(canon).and_then(|rows| {
+                    rows.iter_mut()
+                        .find(|row| row.status == ACCEPTED && row.vers == vers)
+                });
+                if let Some(row) = row {
+                    row.yanked = yanked;
+                    row.changed = true;
+                }
+            }
         }
     }
 
-    /// Writes the version changes recorded so far: first the changes to rows of earlier batches,
-    /// in event order (so they reach exactly the rows they reached at their event: this
-    /// batch's rows are not there yet), then this batch's rows.
+    /// Writes the version changes recorded so far: the changed rows of earlier batches with
+    /// one statement (their final values: the batch's verdicts and yanks were applied to them
+    /// in memory, in event order), then this batch's rows with another. A yanked row stores
+    /// its line while yanked; an unyanked one stores none.
     async fn write_versions(&mut self) -> Result<(), StoreError> {
         let gen_ = self.gen_;
-        for change in std::mem::take(&mut self.changes) {
-            on_tx!(&mut self.tx, conn => {
-                let query = match &change {
-                    VersionChange::Decide { canon, vers, cksum, verdict } => match verdict {
-                        Verdict::Accepted { entry, metadata, readme_blob } => sqlx::query(
-                            "UPDATE versions SET status = 'accepted', entry = $5, metadata = $6, \
-                             readme_blob = $7 \
-                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND cksum = $4 \
-                             AND status = 'pending'",
-                        )
-                        .bind(gen_)
-                        .bind(canon)
-                        .bind(vers)
-                        .bind(cksum)
-                        .bind(entry)
-                        .bind(metadata)
-                        .bind(readme_blob),
-                        Verdict::Rejected { reasons } => sqlx::query(
-                            "UPDATE versions SET status = 'rejected', reasons = $5 \
-                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND cksum = $4 \
-                             AND status = 'pending'",
-                        )
-                        .bind(gen_)
-                        .bind(canon)
-                        .bind(vers)
-                        .bind(cksum)
-                        .bind(reasons),
-                    },
-                    VersionChange::Yank { canon, vers, yanked } => {
-                        // The line while yanked, from the row's own (one row, whatever the
-                        // history).
-                        let entry: Option<Option<String>> = sqlx::query_scalar(
-                            "SELECT entry FROM versions \
-                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
-                        )
-                        .bind(gen_)
-                        .bind(canon)
-                        .bind(vers)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        let yanked_line = match entry.flatten() {
-                            Some(entry) if *yanked => Some(yanked_line_of(&entry)?),
-                            _ => None,
-                        };
-                        sqlx::query(
-                            "UPDATE versions SET yanked = $4, \
-                             yanked_line = coalesce($5, yanked_line) \
-                             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
-                        )
-                        .bind(gen_)
-                        .bind(canon)
-                        .bind(vers)
-                        .bind(*yanked)
-                        .bind(yanked_line)
-                    }
+        let mut updates: Vec<VersionUpdate> = Vec::new();
+        for (canon, rows) in &mut self.loaded {
+            for row in rows.iter_mut().filter(|row| row.changed) {
+                row.changed = false;
+                let mut update = VersionUpdate {
+                    canon: canon.clone(),
+                    upload_seq: row.upload_seq,
+                    status: row.status,
+                    yanked: row.yanked,
+                    yanked_line: None,
+                    entry: None,
+                    metadata: None,
+                    readme_blob: None,
+                    reasons: None,
                 };
-                query.execute(conn).await?;
-            });
+                match row.verdict.take() {
+                    Some(Verdict::Accepted {
+                        entry,
+                        metadata,
+                        readme_blob,
+                    }) => {
+                        update.entry = Some(entry);
+                        update.metadata = Some(metadata);
+                        update.readme_blob = readme_blob;
+                    }
+                    Some(Verdict::Rejected { reasons }) => update.reasons = Some(reasons),
+                    None => {}
+                }
+                updates.push(update);
+            }
+        }
+        if !updates.is_empty() {
+            updates.sort_by(|a, b| (&a.canon, a.upload_seq).cmp(&(&b.canon, b.upload_seq)));
+            // The line while yanked, from the row's own (one row, whatever the history): of
+            // the verdict in memory, else as stored.
+            let stored: Vec<(&str, i64)> = updates
+                .iter()
+                .filter(|u| u.yanked && u.entry.is_none())
+                .map(|u| (u.canon.as_str(), u.upload_seq))
+                .collect();
+            let mut entries: HashMap<(String, i64), String> =
+                bulk::version_entries(&mut self.tx, gen_, &stored)
+                    .await?
+                    .into_iter()
+                    .filter_map(|(canon, seq, entry)| Some(((canon, seq), entry?)))
+                    .collect();
+            for update in &mut updates {
+                if !update.yanked {
+                    continue;
+                }
+                let entry = match &update.entry {
+                    Some(entry) => Some(entry.clone()),
+                    None => entries.remove(&(update.canon.clone(), update.upload_seq)),
+                };
+                if let Some(entry) = entry {
+                    update.yanked_line = Some(yanked_line_of(&entry)?);
+                }
+            }
+            bulk::update_versions(&mut self.tx, gen_, &updates).await?;
         }
         let mut rows: Vec<VersionRow> = std::mem::take(&mut self.new_versions)
             .into_values()
             .flatten()
             .collect();
+        rows.sort_by(|a, b| (&a.canon, a.upload_seq).cmp(&(&b.canon, b.upload_seq)));
         for row in &mut rows {
             if row.yanked
                 && let Some(entry) = &row.entry
@@ -574,8 +643,10 @@ impl ProjectionTx {
         let mut index_files = Vec::new();
         let mut touched = Vec::new();
         let mut crates = Vec::with_capacity(saves.len());
+        let canons: Vec<&str> = saves.iter().map(|save| save.canon).collect();
+        let mut summaries = self.summaries_of(&canons).await?;
         for save in saves {
-            let summary = self.summary(save.canon).await?;
+            let summary = summaries.remove(save.canon).unwrap_or_default();
             if let Some((changed_seq, changed_at)) = save.index_changed {
                 match self.accepted_names.get(save.canon) {
                     Some(name) => index_files.push(IndexFileRow {
@@ -585,7 +656,12 @@ impl ProjectionTx {
                         last_modified: changed_at.unix_millis(),
                         last_seq: to_i64(changed_seq),
                     }),
-                    None => touched.push((save.canon, changed_seq, changed_at)),
+                    None => touched.push(IndexFileTouch {
+                        canon: save.canon.to_owned(),
+                        etag: index_etag(changed_seq),
+                        last_modified: changed_at.unix_millis(),
+                        last_seq: to_i64(changed_seq),
+                    }),
                 }
             }
             crates.push(CrateRow {
@@ -600,60 +676,93 @@ impl ProjectionTx {
             });
         }
         // Yanks only: the file exists (it has an accepted version) or stays absent.
-        let gen_ = self.gen_;
-        for (canon, changed_seq, changed_at) in touched {
-            on_tx!(&mut self.tx, conn => {
-                sqlx::query(
-                    "UPDATE index_files SET etag = $3, last_modified = $4, last_seq = $5 \
-                     WHERE gen = $1 AND canon = $2",
-                )
-                .bind(gen_)
-                .bind(canon)
-                .bind(index_etag(changed_seq))
-                .bind(changed_at.unix_millis())
-                .bind(to_i64(changed_seq))
-                .execute(conn)
-                .await?;
-            });
-        }
+        bulk::touch_index_files(&mut self.tx, self.gen_, &touched).await?;
         self.accepted_names.clear();
         bulk::upsert_index_files(&mut self.tx, self.gen_, &index_files).await?;
         bulk::upsert_crates(&mut self.tx, self.gen_, &crates).await
     }
 
-    /// The search summary of a crate after the batch's changes: kept up to date event by
-    /// event, with the accepted versions scanned only when the shown one was yanked, and one
-    /// row's metadata read when an unyank made another version the shown one.
-    async fn summary(&mut self, canon: &str) -> Result<SummaryWork, StoreError> {
-        let mut summary = self.summaries.remove(canon).unwrap_or_default();
+    /// The search summaries of `canons` after the batch's changes: kept up to date event by
+    /// event, with the accepted versions scanned only for crates whose shown version was
+    /// yanked, and one row's metadata read for each crate whose shown version changed to
+    /// another (a rescan, or an unyank): three queries at most, whatever the number of crates.
+    async fn summaries_of(
+        &mut self,
+        canons: &[&str],
+    ) -> Result<HashMap<String, SummaryWork>, StoreError> {
         let gen_ = self.gen_;
-        let mut metadata_seq = None;
-        if summary.rescan {
-            let rows: Vec<(i64, String, bool)> =
-                bulk::accepted_versions(&mut self.tx, gen_, canon).await?;
-            let scanned = AcceptedVersions::scan(&rows);
-            metadata_seq = scanned.best.as_ref().map(|(_, seq)| *seq);
-            summary.best = scanned.best.map(|(best, _)| best);
-            summary.description = None;
-            summary.keywords = String::new();
-        } else if let Some(vers) = summary.metadata_of.take() {
-            metadata_seq = bulk::accepted_upload_seq(&mut self.tx, gen_, canon, &vers).await?;
+        let mut summaries = HashMap::with_capacity(canons.len());
+        let mut rescan: Vec<&str> = Vec::new();
+        let mut lookups: Vec<(&str, String)> = Vec::new();
+        for &canon in canons {
+            let mut summary = self.summaries.remove(canon).unwrap_or_default();
+            if summary.rescan {
+                rescan.push(canon);
+            } else if let Some(vers) = summary.metadata_of.take() {
+                lookups.push((canon, vers));
+            }
+            summaries.insert(canon.to_owned(), summary);
         }
-        if let Some(seq) = metadata_seq {
-            let metadata: ExtractedMetadata =
-                match bulk::version_metadata(&mut self.tx, gen_, &[(canon, seq)])
+        // The row whose metadata gives each crate's description and keywords.
+        let mut metadata_of: Vec<(&str, i64)> = Vec::new();
+        if !rescan.is_empty() {
+            let mut rows = bulk::accepted_versions_of(&mut self.tx, gen_, &rescan).await?;
+            rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let mut by_crate: HashMap<&str, Vec<(i64, String, bool)>> = HashMap::new();
+            for (canon, seq, vers, yanked) in &rows {
+                by_crate
+                    .entry(canon.as_str())
+                    .or_default()
+                    .push((*seq, vers.clone(), *yanked));
+            }
+            for &canon in &rescan {
+                let scanned =
+                    AcceptedVersions::scan(by_crate.get(canon).map_or(&[][..], Vec::as_slice));
+                if let Some(summary) = summaries.get_mut(canon) {
+                    if let Some((_, seq)) = &scanned.best {
+                        metadata_of.push((canon, *seq));
+                    }
+                    summary.best = scanned.best.map(|(best, _)| best);
+                    summary.description = None;
+                    summary.keywords = String::new();
+                }
+            }
+        }
+        if !lookups.is_empty() {
+            let wanted: Vec<(&str, &str)> = lookups
+                .iter()
+                .map(|(canon, vers)| (*canon, vers.as_str()))
+                .collect();
+            let found: HashMap<String, i64> =
+                bulk::accepted_upload_seqs(&mut self.tx, gen_, &wanted)
                     .await?
-                    .pop()
-                    .and_then(|(_, text)| text)
-                {
+                    .into_iter()
+                    .collect();
+            for (canon, _) in &lookups {
+                if let Some(seq) = found.get(*canon) {
+                    metadata_of.push((canon, *seq));
+                }
+            }
+        }
+        if !metadata_of.is_empty() {
+            let mut texts: HashMap<String, Option<String>> =
+                bulk::version_metadata(&mut self.tx, gen_, &metadata_of)
+                    .await?
+                    .into_iter()
+                    .collect();
+            for (canon, _) in &metadata_of {
+                let metadata: ExtractedMetadata = match texts.remove(*canon).flatten() {
                     Some(text) => serde_json::from_str(&text)
                         .map_err(|e| StoreError::Corrupt(format!("metadata of {canon}: {e}")))?,
                     None => ExtractedMetadata::default(),
                 };
-            summary.description = metadata.description;
-            summary.keywords = metadata.keywords.join(" ");
+                if let Some(summary) = summaries.get_mut(*canon) {
+                    summary.description = metadata.description;
+                    summary.keywords = metadata.keywords.join(" ");
+                }
+            }
         }
-        Ok(summary)
+        Ok(summaries)
     }
 
     /// Records an issued token (and, for a personal token of a user never created

@@ -2,14 +2,21 @@
 //!
 //! ```text
 //! cargo bench -p depot-projector --bench replay -- \
-//!     --events 100000 --log sqlite|jetstream --store sqlite|postgres
+//!     --events 100000 --log sqlite|jetstream --store sqlite|postgres [--batch N]
 //! ```
 //!
 //! It generates a realistic log of at least `--events` events (see [`Generator`]), appends it
 //! with `append_batch` to a fresh log (a SQLite file in a temporary directory, or a uniquely
 //! named JetStream stream on `DEPOT_TEST_NATS_URL`, deleted afterwards), then times
 //! `catch_up_to(head)` into a new generation of a fresh store (a SQLite file in a temporary
-//! directory, or a fresh database on `DEPOT_TEST_DATABASE_URL`'s server).
+//! directory, or a fresh database on `DEPOT_TEST_DATABASE_URL`'s server), `--batch` events per
+//! transaction (the projector's catch-up batch by default).
+//!
+//! Besides the wall time it reports the CPU time (user + system) the replay cost this process
+//! (the projector, and the SQLite store or log inside it) and, on PostgreSQL running on this
+//! machine, the server processes of the bench's database (read from `/proc`; on another host
+//! that figure is absent). On loopback, give `DEPOT_TEST_DATABASE_URL` `?sslmode=disable`:
+//! without it the connection negotiates TLS when the server offers it.
 //!
 //! `--dump PATH` writes every replayed row (`Store::dump`) to `PATH`: replaying with two builds
 //! and comparing the dumps checks that a change to the projector keeps the read models
@@ -33,7 +40,7 @@ use depot_store::{Store, Target};
 use depot_testkit::TestDatabase;
 
 const USAGE: &str = "usage: cargo bench -p depot-projector --bench replay -- \
-    [--events N] [--log sqlite|jetstream] [--store sqlite|postgres] [--dump PATH]";
+    [--events N] [--log sqlite|jetstream] [--store sqlite|postgres] [--batch N] [--dump PATH]";
 
 /// Events appended per `append_batch` call while filling the log.
 const APPEND_BATCH: usize = 10_000;
@@ -73,6 +80,7 @@ struct Args {
     events: usize,
     log: LogKind,
     store: StoreKind,
+    batch: usize,
     dump: Option<std::path::PathBuf>,
 }
 
@@ -83,6 +91,7 @@ impl Args {
             events: 100_000,
             log: LogKind::Sqlite,
             store: StoreKind::Sqlite,
+            batch: depot_projector::CATCH_UP_BATCH,
             dump: None,
         };
         let mut words = std::env::args().skip(1);
@@ -108,6 +117,17 @@ impl Args {
                 ("--log", "jetstream") => args.log = LogKind::JetStream,
                 ("--store", "sqlite") => args.store = StoreKind::Sqlite,
                 ("--store", "postgres") => args.store = StoreKind::Postgres,
+                ("--batch", n) => {
+                    args.batch = n
+                        .replace('_', "")
+                        .parse()
+                        .with_context(|| format!("--batch {n}\n{USAGE}"))?;
+                    anyhow::ensure!(
+                        (1..=depot_projector::MAX_CATCH_UP_BATCH).contains(&args.batch),
+                        "--batch must be 1..={}",
+                        depot_projector::MAX_CATCH_UP_BATCH
+                    );
+                }
                 ("--dump", path) => args.dump = Some(path.into()),
                 _ => bail!("unexpected argument {flag} {value}\n{USAGE}"),
             }
@@ -164,30 +184,68 @@ async fn run(args: &Args, log: &BenchLog, events: Vec<NewEvent>) -> anyhow::Resu
         rate(total, appending)
     );
 
-    let (store, _keep) = fresh_store(args.store).await?;
+    let (store, keep) = fresh_store(args.store).await?;
     let generation = store.create_generation(None).await?;
     let projector = Projector::new(
         Arc::clone(&log.log),
         store.clone(),
         None,
         Target::Generation(generation),
-    );
+    )
+    .with_catch_up_batch(args.batch);
+    let monitor = match &keep {
+        Keep::Postgres(db) => Some(db.pool().await),
+        Keep::Sqlite(_) => None,
+    };
+    let server_before = match &monitor {
+        Some(pool) => server_cpu(pool).await,
+        None => None,
+    };
     let mut batches = 0_u64;
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let checkpoint = projector
         .catch_up_to(head, |_| batches += 1)
         .await
         .context("replaying")?;
     let replaying = started.elapsed();
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let server = match (&monitor, &server_before) {
+        (Some(pool), Some(before)) => server_cpu(pool).await.map(|after| {
+            after
+                .iter()
+                .map(|(pid, seconds)| seconds - before.get(pid).copied().unwrap_or(0.0))
+                .sum::<f64>()
+        }),
+        _ => None,
+    };
     anyhow::ensure!(
         checkpoint == head,
         "replayed up to {checkpoint}, not {head}"
     );
     let files = store.index_files(generation).await?;
     println!(
-        "replayed in {batches} batches (avg {:.0} events per batch)",
-        total as f64 / batches.max(1) as f64
+        "replayed in {batches} batches (avg {:.0} events per batch, --batch {})",
+        total as f64 / batches.max(1) as f64,
+        args.batch
     );
+    let per_100k = |seconds: f64| seconds * 100_000.0 / total.max(1) as f64;
+    match cpu {
+        Some(cpu) => println!(
+            "cpu: this process {cpu:.2} s (user+sys; {:.2} s per 100,000 events)",
+            per_100k(cpu)
+        ),
+        None => println!("cpu: this process: unknown (no /proc/self/stat)"),
+    }
+    if let Some(server) = server {
+        println!(
+            "cpu: PostgreSQL backends of the bench database {server:.2} s ({:.2} s per 100,000 \
+             events)",
+            per_100k(server)
+        );
+    }
     println!(
         "replay: {total} events ({} log -> {}) in {:.2} s = {}; {} index files",
         args.log,
@@ -270,20 +328,61 @@ impl BenchLog {
     }
 }
 
+/// What keeps a fresh store alive.
+enum Keep {
+    Sqlite(#[expect(dead_code, reason = "kept for its Drop")] tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
 /// A fresh, migrated store, with what keeps it alive.
-async fn fresh_store(kind: StoreKind) -> anyhow::Result<(Store, Box<dyn std::any::Any>)> {
+async fn fresh_store(kind: StoreKind) -> anyhow::Result<(Store, Keep)> {
     Ok(match kind {
         StoreKind::Sqlite => {
             let dir = tempfile::tempdir()?;
             let store = Store::open_sqlite(&dir.path().join("read-models.sqlite")).await?;
-            (store, Box::new(dir))
+            (store, Keep::Sqlite(dir))
         }
         StoreKind::Postgres => {
             let db = TestDatabase::new().await;
             let store = Store::connect(db.url(), 2).await?;
-            (store, Box::new(db))
+            (store, Keep::Postgres(db))
         }
     })
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds of the process `pid` (`self` for this one), from `/proc`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) in parentheses: state is field 3,
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// User + system CPU seconds of this process so far.
+fn process_cpu() -> Option<f64> {
+    cpu_seconds("self")
+}
+
+/// User + system CPU seconds so far of each PostgreSQL process serving the bench's database,
+/// by pid (the server must run on this machine: its processes are read from `/proc`).
+async fn server_cpu(pool: &sqlx::PgPool) -> Option<std::collections::HashMap<i32, f64>> {
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            .fetch_all(pool)
+            .await
+            .ok()?;
+    let seconds: std::collections::HashMap<i32, f64> = pids
+        .into_iter()
+        .filter_map(|pid| Some((pid, cpu_seconds(&pid.to_string())?)))
+        .collect();
+    (!seconds.is_empty()).then_some(seconds)
 }
 
 /// SplitMix64: a small deterministic generator, so every run folds the same log.

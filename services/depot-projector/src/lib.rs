@@ -15,7 +15,7 @@ use depot_eventlog::{EventLog, Notifier, StoredEvent};
 use depot_events::{
     CrateState, DecodeError, Envelope, Event, Timestamp, VersionStatus, version_of,
 };
-use depot_store::{CrateSave, ProjectionTx, Store, Target};
+use depot_store::{AcceptedVersion, CrateSave, ProjectionTx, Store, Target};
 use futures::StreamExt as _;
 
 /// The notifier topic on which changed crates (canonical names) are announced.
@@ -26,8 +26,11 @@ const MAX_BATCH: usize = 500;
 
 /// Most events, and payload bytes, folded in one transaction by a catch-up (a replay): larger
 /// batches save a crate touched by several of their events once.
-const CATCH_UP_BATCH: usize = 2_000;
+pub const CATCH_UP_BATCH: usize = 2_000;
 const CATCH_UP_BATCH_BYTES: usize = 32 << 20;
+
+/// The largest catch-up batch [`Projector::with_catch_up_batch`] accepts.
+pub const MAX_CATCH_UP_BATCH: usize = 50_000;
 
 /// A running fold of the log into one set of read models.
 #[derive(Debug, Clone)]
@@ -36,6 +39,7 @@ pub struct Projector {
     store: Store,
     notifier: Option<Arc<dyn Notifier>>,
     target: Target,
+    catch_up_batch: usize,
 }
 
 /// What one batch changed.
@@ -71,7 +75,17 @@ impl Projector {
             store,
             notifier,
             target,
+            catch_up_batch: CATCH_UP_BATCH,
         }
+    }
+
+    /// The same projector folding at most `events` events per transaction when catching up
+    /// (clamped to `1..=`[`MAX_CATCH_UP_BATCH`]; [`CATCH_UP_BATCH`] by default). Batches also
+    /// stop at 32 MiB of payload.
+    #[must_use]
+    pub fn with_catch_up_batch(mut self, events: usize) -> Projector {
+        self.catch_up_batch = events.clamp(1, MAX_CATCH_UP_BATCH);
+        self
     }
 
     /// The checkpoint of the generation this projector writes.
@@ -165,7 +179,7 @@ impl Projector {
     /// Applies the events up to `until` (or up to the current head, if lower), reporting the
     /// checkpoint after each batch; returns the final checkpoint.
     ///
-    /// The next batch is read and decoded while the current one is written (see
+    /// The next batches are read and decoded while the current one is written (see
     /// [`read_ahead`]).
     pub async fn catch_up_to(
         &self,
@@ -178,7 +192,13 @@ impl Projector {
             if checkpoint >= target {
                 return Ok(checkpoint);
             }
-            let mut batches = read_ahead(Arc::clone(&self.log), checkpoint + 1, target).await?;
+            let mut batches = read_ahead(
+                Arc::clone(&self.log),
+                checkpoint + 1,
+                target,
+                self.catch_up_batch,
+            )
+            .await?;
             while let Some(batch) = batches.recv().await {
                 let (events, envelopes) = batch?;
                 let outcome = self.apply_decoded(&events, envelopes).await?;
@@ -283,17 +303,17 @@ impl Projector {
     async fn apply_decoded(
         &self,
         events: &[StoredEvent],
-        envelopes: Vec<Result<Envelope, DecodeError>>,
+        envelopes: Vec<Result<Decoded, DecodeError>>,
     ) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
         let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
         let mut tx = ProjectionTx::begin(&self.store, self.target).await?;
         let checkpoint = tx.checkpoint();
-        let (batch, gap) = fold_order(events, envelopes, checkpoint)?;
+        let (mut batch, gap) = fold_order(events, envelopes, checkpoint)?;
         // The crates the batch touches, each with the uploads of the versions its events
         // mention: all the aggregate needs to fold them, whatever the crates' histories.
         let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for (stored, envelope) in &batch {
+        for (stored, envelope, _) in &batch {
             if let Some(canon) = stored.subject.strip_prefix("crate.") {
                 let versions = wanted.entry(canon).or_default();
                 if let Some(vers) = version_of(&envelope.event) {
@@ -307,7 +327,7 @@ impl Projector {
             .collect();
         let mut states = tx.load_crates(&wanted).await?;
         let mut crates: BTreeMap<String, CrateWork> = BTreeMap::new();
-        for (stored, envelope) in &batch {
+        for (stored, envelope, accepted) in &mut batch {
             if let Some(canon) = stored.subject.strip_prefix("crate.") {
                 let work = match crates.get_mut(canon) {
                     Some(work) => work,
@@ -318,7 +338,7 @@ impl Projector {
                         index_changed: None,
                     }),
                 };
-                apply_crate_event(&mut tx, canon, work, stored.seq, envelope);
+                apply_crate_event(&mut tx, canon, work, stored.seq, envelope, accepted.take());
                 apply_trust_event(&mut tx, canon, envelope).await?;
             } else {
                 apply_principal_event(&mut tx, envelope).await?;
@@ -337,7 +357,7 @@ impl Projector {
             .collect();
         tx.save_crates(&saves).await?;
         let applied = batch.len();
-        let last = batch.last().map_or(checkpoint, |(stored, _)| stored.seq);
+        let last = batch.last().map_or(checkpoint, |(stored, _, _)| stored.seq);
         if applied > 0 {
             tx.commit(last).await?;
             let metrics = depot_telemetry::metrics();
@@ -374,56 +394,87 @@ struct CrateWork {
     index_changed: Option<(u64, Timestamp)>,
 }
 
-/// A batch read from the log, with each event's envelope decoded (or why not).
-type DecodedBatch = (Vec<StoredEvent>, Vec<Result<Envelope, DecodeError>>);
+/// An event decoded for the fold, with the stored values of a verdict rendered already.
+#[derive(Debug)]
+struct Decoded {
+    envelope: Envelope,
+    /// For a `version_accepted`: what its version row will hold.
+    accepted: Option<AcceptedVersion>,
+}
 
-fn decode_all(events: &[StoredEvent]) -> Vec<Result<Envelope, DecodeError>> {
+/// A batch read from the log, with each event decoded (or why not).
+type DecodedBatch = (Vec<StoredEvent>, Vec<Result<Decoded, DecodeError>>);
+
+/// Decodes events as the fold reads them ([`Envelope::decode_for_fold`]: `data` parsed once,
+/// the publish metadata of uploads skipped), rendering verdicts' stored values on the way.
+fn decode_all(events: &[StoredEvent]) -> Vec<Result<Decoded, DecodeError>> {
     events
         .iter()
-        .map(|e| Envelope::decode(&e.payload))
+        .map(|e| {
+            let envelope = Envelope::decode_for_fold(&e.payload)?;
+            let accepted = match &envelope.event {
+                Event::VersionAccepted(outcome) => {
+                    Some(AcceptedVersion::new(&outcome.entry, &outcome.metadata))
+                }
+                _ => None,
+            };
+            Ok(Decoded { envelope, accepted })
+        })
         .collect()
 }
 
-/// Reads the events `from..=target` in batches of up to [`CATCH_UP_BATCH`] events (or
-/// [`CATCH_UP_BATCH_BYTES`]) and decodes them, in a task of its own that stays one batch ahead
-/// of the receiver: reading and decoding (CPU) overlap the previous batch's transaction
-/// (mostly database time). The task stops at `target`, at a read error (which it passes on) or
-/// when the receiver is dropped.
+/// Reads the events `from..=target` in batches of up to `batch` events (or
+/// [`CATCH_UP_BATCH_BYTES`]) and decodes them, in a pipeline of two tasks that stay ahead of
+/// the receiver: one reads the log, the next decodes (on a blocking thread), while the receiver
+/// writes. Reading, decoding (CPU) and the previous batch's transaction (mostly database time)
+/// overlap; each stage holds at most one batch besides the one it works on, so at most about
+/// five batches are in memory. The tasks stop at `target`, at a read error (which they pass
+/// on) or when the receiver is dropped.
 async fn read_ahead(
     log: Arc<dyn EventLog>,
     from: u64,
     target: u64,
+    batch: usize,
 ) -> anyhow::Result<tokio::sync::mpsc::Receiver<anyhow::Result<DecodedBatch>>> {
+    let batch = batch.clamp(1, MAX_CATCH_UP_BATCH);
     let mut events = log.read_from(from).await?;
+    let (read_sender, mut read) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<StoredEvent>>>(1);
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         let mut next = from;
         while next <= target {
-            let mut batch = Vec::new();
+            let mut events_read = Vec::with_capacity(batch.min(CATCH_UP_BATCH));
             let mut bytes = 0;
-            while next <= target && batch.len() < CATCH_UP_BATCH && bytes < CATCH_UP_BATCH_BYTES {
+            while next <= target && events_read.len() < batch && bytes < CATCH_UP_BATCH_BYTES {
                 let event = match events.next().await {
                     Some(Ok(event)) if event.seq <= target => event,
                     // Past the target, which only a gap in the log can cause: fold what we have.
                     Some(Ok(_)) | None => break,
                     Some(Err(e)) => {
-                        let _ = sender.send(Err(e.into())).await;
+                        let _ = read_sender.send(Err(e.into())).await;
                         return;
                     }
                 };
                 next = event.seq + 1;
                 bytes += event.payload.len();
-                batch.push(event);
+                events_read.push(event);
             }
-            if batch.is_empty() {
+            if events_read.is_empty() || read_sender.send(Ok(events_read)).await.is_err() {
                 return;
             }
-            let decoded = tokio::task::spawn_blocking(move || {
-                let envelopes = decode_all(&batch);
-                (batch, envelopes)
-            })
-            .await
-            .context("decoding events");
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(events) = read.recv().await {
+            let decoded = match events {
+                Ok(events) => tokio::task::spawn_blocking(move || {
+                    let decoded = decode_all(&events);
+                    (events, decoded)
+                })
+                .await
+                .context("decoding events"),
+                Err(e) => Err(e),
+            };
             let stop = decoded.is_err();
             if sender.send(decoded).await.is_err() || stop {
                 return;
@@ -433,6 +484,9 @@ async fn read_ahead(
     Ok(receiver)
 }
 
+/// Events to fold, in log order, each with its envelope and its verdict's stored values.
+type FoldBatch<'a> = Vec<(&'a StoredEvent, Envelope, Option<AcceptedVersion>)>;
+
 /// The events of `events` that follow `checkpoint` without a gap, with their envelopes, and
 /// whether a gap (events missing before one of them, as after a generation switch) cut them
 /// short. Events at or below the checkpoint (redeliveries, duplicates inside the batch) are
@@ -440,9 +494,9 @@ async fn read_ahead(
 /// know, is an error.
 fn fold_order(
     events: &[StoredEvent],
-    envelopes: Vec<Result<Envelope, DecodeError>>,
+    envelopes: Vec<Result<Decoded, DecodeError>>,
     checkpoint: u64,
-) -> anyhow::Result<(Vec<(&StoredEvent, Envelope)>, bool)> {
+) -> anyhow::Result<(FoldBatch<'_>, bool)> {
     let mut batch = Vec::with_capacity(events.len());
     let mut last = checkpoint;
     for (stored, envelope) in events.iter().zip(envelopes) {
@@ -453,7 +507,7 @@ fn fold_order(
         if stored.seq != last + 1 {
             return Ok((batch, true));
         }
-        let envelope = envelope.map_err(|e| {
+        let Decoded { envelope, accepted } = envelope.map_err(|e| {
             anyhow::Error::new(UnreadableEvent(format!("event {}: {e}", stored.seq)))
         })?;
         if let Event::Unknown { kind, .. } = &envelope.event {
@@ -462,7 +516,7 @@ fn fold_order(
                 stored.seq
             ))));
         }
-        batch.push((stored, envelope));
+        batch.push((stored, envelope, accepted));
         last = stored.seq;
     }
     Ok((batch, false))
@@ -476,6 +530,7 @@ fn apply_crate_event(
     work: &mut CrateWork,
     seq: u64,
     envelope: &Envelope,
+    accepted: Option<AcceptedVersion>,
 ) {
     match &envelope.event {
         Event::VersionUploaded(upload) => {
@@ -493,13 +548,9 @@ fn apply_crate_event(
                     && v.cksum == outcome.cksum
             });
             if pending {
-                tx.accept(
-                    canon,
-                    &outcome.vers,
-                    &outcome.cksum,
-                    &outcome.entry,
-                    &outcome.metadata,
-                );
+                let accepted = accepted
+                    .unwrap_or_else(|| AcceptedVersion::new(&outcome.entry, &outcome.metadata));
+                tx.accept(canon, &outcome.vers, &outcome.cksum, accepted);
             }
             work.index_changed = Some((seq, envelope.at));
         }

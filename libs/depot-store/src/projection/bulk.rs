@@ -2,14 +2,16 @@
 //!
 //! PostgreSQL binds one array per column and reads the rows back with `UNNEST` (one bind per
 //! column, so no bind-parameter limit, and one prepared statement whatever the row count).
-//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`.
+//! SQLite has no arrays: it binds one JSON array of row objects and reads it with `json_each`
+//! (except for updates of existing rows, one prepared statement per row there: statements cost
+//! microseconds in process, and `UPDATE … FROM json_each` may scan the table for every row).
 //! Both produce the same stored values as the one-row statements did.
 
 use serde::Serialize;
 use sqlx::postgres::PgBindIterExt as _;
 
 use crate::StoreError;
-use crate::db::{Tx, on_tx};
+use crate::db::Tx;
 
 /// A `versions` row of an upload folded in this batch.
 #[derive(Debug, Serialize)]
@@ -32,6 +34,31 @@ pub(super) struct VersionRow {
     pub(super) uploaded_at: i64,
     pub(super) metadata_blob: Option<String>,
     pub(super) readme_blob: Option<String>,
+}
+
+/// The final values of a `versions` row of an earlier batch that a batch changed. `entry`,
+/// `metadata`, `readme_blob` and `reasons` are given only with a verdict of this batch (the
+/// row was pending, so they were empty); otherwise the stored ones stay.
+#[derive(Debug, Serialize)]
+pub(super) struct VersionUpdate {
+    pub(super) canon: String,
+    pub(super) upload_seq: i64,
+    pub(super) status: &'static str,
+    pub(super) yanked: bool,
+    pub(super) yanked_line: Option<String>,
+    pub(super) entry: Option<String>,
+    pub(super) metadata: Option<String>,
+    pub(super) readme_blob: Option<String>,
+    pub(super) reasons: Option<String>,
+}
+
+/// New ETag and Last-Modified of an existing `index_files` row (a yank or unyank).
+#[derive(Debug, Serialize)]
+pub(super) struct IndexFileTouch {
+    pub(super) canon: String,
+    pub(super) etag: String,
+    pub(super) last_modified: i64,
+    pub(super) last_seq: i64,
 }
 
 /// An `index_files` row (the file's lines are the accepted `versions` rows).
@@ -185,42 +212,220 @@ pub(super) async fn versions_of(
     Ok(rows)
 }
 
-/// `(upload_seq, vers, yanked)` of the accepted versions of `canon`, in upload order.
-pub(super) async fn accepted_versions(
+/// `(canon, upload_seq, vers, yanked)` of the accepted versions of `canons`, in no order.
+pub(super) async fn accepted_versions_of(
     tx: &mut Tx,
     gen_: i64,
-    canon: &str,
-) -> Result<Vec<(i64, String, bool)>, StoreError> {
-    Ok(on_tx!(tx, conn => {
-        sqlx::query_as(
-            "SELECT upload_seq, vers, yanked FROM versions \
-             WHERE gen = $1 AND canon = $2 AND status = 'accepted' ORDER BY upload_seq",
-        )
-        .bind(gen_)
-        .bind(canon)
-        .fetch_all(conn)
-        .await?
-    }))
+    canons: &[&str],
+) -> Result<Vec<(String, i64, String, bool)>, StoreError> {
+    if canons.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, vers, yanked FROM versions \
+                 WHERE gen = $1 AND canon = ANY($2) AND status = 'accepted'",
+            )
+            .bind(gen_)
+            .bind(canons)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, vers, yanked FROM versions \
+                 WHERE gen = $1 AND canon IN (SELECT value FROM json_each($2)) \
+                 AND status = 'accepted'",
+            )
+            .bind(gen_)
+            .bind(json_rows(canons))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
 }
 
-/// The upload sequence of the accepted `vers` of `canon`.
-pub(super) async fn accepted_upload_seq(
+/// `(canon, upload_seq)` of the accepted versions `(canon, vers)` that exist.
+pub(super) async fn accepted_upload_seqs(
     tx: &mut Tx,
     gen_: i64,
-    canon: &str,
-    vers: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "SELECT upload_seq FROM versions \
-             WHERE gen = $1 AND canon = $2 AND vers = $3 AND status = 'accepted'",
-        )
-        .bind(gen_)
-        .bind(canon)
-        .bind(vers)
-        .fetch_optional(conn)
-        .await?
-    }))
+    wanted: &[(&str, &str)],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq FROM versions WHERE gen = $1 \
+                 AND (canon, vers) IN (SELECT * FROM UNNEST($2::text[], $3::text[])) \
+                 AND status = 'accepted'",
+            )
+            .bind(gen_)
+            .bind(wanted.iter().map(|(canon, _)| *canon).bind_iter())
+            .bind(wanted.iter().map(|(_, vers)| *vers).bind_iter())
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq FROM versions WHERE gen = $1 \
+                 AND (canon, vers) IN (SELECT value->>0, value->>1 FROM json_each($2)) \
+                 AND status = 'accepted'",
+            )
+            .bind(gen_)
+            .bind(json_rows(wanted))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
+}
+
+/// `(canon, upload_seq, entry)` of the versions `(canon, upload_seq)`.
+pub(super) async fn version_entries(
+    tx: &mut Tx,
+    gen_: i64,
+    keys: &[(&str, i64)],
+) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match tx {
+        Tx::Pg(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, entry FROM versions WHERE gen = $1 \
+                 AND (canon, upload_seq) IN (SELECT * FROM UNNEST($2::text[], $3::bigint[]))",
+            )
+            .bind(gen_)
+            .bind(keys.iter().map(|(canon, _)| *canon).bind_iter())
+            .bind(keys.iter().map(|(_, seq)| *seq).bind_iter())
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT canon, upload_seq, entry FROM versions WHERE gen = $1 \
+                 AND (canon, upload_seq) IN (SELECT value->>0, value->>1 FROM json_each($2))",
+            )
+            .bind(gen_)
+            .bind(json_rows(keys))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    })
+}
+
+/// Writes the final values of changed `versions` rows of earlier batches (each row at most
+/// once).
+pub(super) async fn update_versions(
+    tx: &mut Tx,
+    gen_: i64,
+    rows: &[VersionUpdate],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query(
+                "UPDATE versions AS v SET status = u.status, yanked = u.yanked, \
+                 yanked_line = u.yanked_line, entry = coalesce(u.entry, v.entry), \
+                 metadata = coalesce(u.metadata, v.metadata), \
+                 readme_blob = coalesce(u.readme_blob, v.readme_blob), \
+                 reasons = coalesce(u.reasons, v.reasons) \
+                 FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::boolean[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[]) \
+                 AS u(canon, upload_seq, status, yanked, yanked_line, entry, metadata, \
+                 readme_blob, reasons) \
+                 WHERE v.gen = $1 AND v.canon = u.canon AND v.upload_seq = u.upload_seq",
+            )
+            .bind(gen_)
+            .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.upload_seq).bind_iter())
+            .bind(rows.iter().map(|r| r.status).bind_iter())
+            .bind(rows.iter().map(|r| r.yanked).bind_iter())
+            .bind(rows.iter().map(|r| r.yanked_line.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.entry.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.metadata.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.readme_blob.as_deref()).bind_iter())
+            .bind(rows.iter().map(|r| r.reasons.as_deref()).bind_iter())
+            .execute(&mut **tx)
+            .await?;
+        }
+        // One prepared statement per row: in process, a statement costs microseconds, and an
+        // `UPDATE … FROM json_each` may scan the table for every row.
+        Tx::Sqlite(tx) => {
+            for row in rows {
+                sqlx::query(
+                    "UPDATE versions SET status = $3, yanked = $4, yanked_line = $5, \
+                     entry = coalesce($6, entry), metadata = coalesce($7, metadata), \
+                     readme_blob = coalesce($8, readme_blob), reasons = coalesce($9, reasons) \
+                     WHERE gen = $1 AND canon = $2 AND upload_seq = $10",
+                )
+                .bind(gen_)
+                .bind(&row.canon)
+                .bind(row.status)
+                .bind(row.yanked)
+                .bind(row.yanked_line.as_deref())
+                .bind(row.entry.as_deref())
+                .bind(row.metadata.as_deref())
+                .bind(row.readme_blob.as_deref())
+                .bind(row.reasons.as_deref())
+                .bind(row.upload_seq)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves the ETag and Last-Modified of existing `index_files` rows (each crate at most once;
+/// absent files stay absent).
+pub(super) async fn touch_index_files(
+    tx: &mut Tx,
+    gen_: i64,
+    rows: &[IndexFileTouch],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Pg(tx) => {
+            sqlx::query(
+                "UPDATE index_files AS f SET etag = u.etag, last_modified = u.last_modified, \
+                 last_seq = u.last_seq \
+                 FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+                 AS u(canon, etag, last_modified, last_seq) \
+                 WHERE f.gen = $1 AND f.canon = u.canon",
+            )
+            .bind(gen_)
+            .bind(rows.iter().map(|r| r.canon.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.etag.as_str()).bind_iter())
+            .bind(rows.iter().map(|r| r.last_modified).bind_iter())
+            .bind(rows.iter().map(|r| r.last_seq).bind_iter())
+            .execute(&mut **tx)
+            .await?;
+        }
+        // One prepared statement per row, as in `update_versions`.
+        Tx::Sqlite(tx) => {
+            for row in rows {
+                sqlx::query(
+                    "UPDATE index_files SET etag = $3, last_modified = $4, last_seq = $5 \
+                     WHERE gen = $1 AND canon = $2",
+                )
+                .bind(gen_)
+                .bind(&row.canon)
+                .bind(&row.etag)
+                .bind(row.last_modified)
+                .bind(row.last_seq)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `(canon, metadata)` of the versions `(canon, upload_seq)`.
