@@ -852,8 +852,13 @@ mod tests {
                 } else {
                     format!("own-{i}")
                 };
-                log.append(&subject, Expected::Seq(0), &msg_id, Bytes::from(vec![b'x'; i]))
-                    .await
+                log.append(
+                    &subject,
+                    Expected::Seq(0),
+                    &msg_id,
+                    Bytes::from(vec![b'x'; i]),
+                )
+                .await
             }));
         }
         let mut inserted = 0;
@@ -868,7 +873,10 @@ mod tests {
             }
         }
         assert_eq!(inserted, 100, "one winner per subject");
-        assert_eq!(duplicates, 50, "the second append of a shared id is a duplicate");
+        assert_eq!(
+            duplicates, 50,
+            "the second append of a shared id is a duplicate"
+        );
         assert_eq!(conflicts, 50, "the second append with its own id conflicts");
         assert_eq!(log.head().await.expect("head"), 100);
         for g in 0..100 {
