@@ -14,7 +14,7 @@ use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use depot_cratefile::{
     Frame, FramingError, FramingLimits, PublishFraming, PublishMetadata, ValidatedPublish,
 };
@@ -22,8 +22,9 @@ use depot_events::{
     CrateState, Event, PublishCheck, PublishRefusal, TokenKind, TokenScope, VersionUploaded,
 };
 use depot_index::{CanonicalName, CrateName, DependencyKind, Version};
-use depot_store::{BlobWriter, UploadOutcome};
+use depot_store::{BlobStore, BlobWriter, UploadOutcome};
 use futures::StreamExt as _;
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, authenticate};
@@ -118,7 +119,7 @@ async fn publish_inner(
     let json_len = json.len() as u64;
     let metadata_value: Value = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("invalid upload request: {e}")))?;
-    let metadata: PublishMetadata = serde_json::from_value(metadata_value.clone())
+    let metadata = PublishMetadata::deserialize(&metadata_value)
         .map_err(|e| ApiError::bad_request(format!("invalid upload request: {e}")))?;
     let validated =
         depot_cratefile::publish::validate(&metadata, &config.publish_limits).map_err(|e| {
@@ -157,9 +158,16 @@ async fn publish_inner(
     }
     check_dependencies(state, &validated).await?;
 
-    // 4. The crate bytes, streamed to a temporary blob.
+    // 4. The crate bytes, streamed to a temporary blob (and kept in memory if they are to be
+    // checked on this request: at most the inline-check size).
     let mut writer = state.inner.blobs.writer().await?;
-    if let Err(e) = body.copy_crate(&mut writer).await {
+    let mut kept = match &state.inner.inline_checks {
+        Some(inline) if crate_len <= inline.max_size => Some(BytesMut::with_capacity(
+            usize::try_from(crate_len).unwrap_or(0),
+        )),
+        _ => None,
+    };
+    if let Err(e) = body.copy_crate(&mut writer, kept.as_mut()).await {
         writer.discard().await;
         return Err(e);
     }
@@ -169,25 +177,46 @@ async fn publish_inner(
         writer.discard().await;
         return Err(refusal_error(refusal));
     }
-    let blob = writer.finish().await?;
-    depot_telemetry::metrics()
-        .upload_bytes
-        .observe(blob.size as f64);
-
-    // 5. Append, with the aggregate checked again under optimistic concurrency. The metadata
-    // JSON (readme included) goes to a blob of its own, so the event stays small.
-    let metadata_blob = state.inner.blobs.put(&json).await?;
-    let upload = VersionUploaded {
+    // The metadata JSON (readme included) goes to a blob of its own, so the event stays
+    // small; both blobs are made durable at once. A small upload is checked meanwhile, from
+    // the bytes still in memory (the extractor's check, in this process); its outcome is
+    // appended after the upload.
+    let mut upload = VersionUploaded {
         name: name.clone(),
         vers: vers.clone(),
         cksum: cksum.clone(),
-        size: blob.size,
-        blob: blob.key.clone(),
+        size: writer.size(),
+        blob: BlobStore::key_for(&cksum),
         metadata: Value::Null,
-        metadata_blob: Some(metadata_blob.key),
+        metadata_blob: None,
         uploader: principal.login.clone(),
         token_id: Some(principal.token_id),
     };
+    let inline_check = async {
+        let (Some(inline), Some(kept)) = (&state.inner.inline_checks, kept) else {
+            return None;
+        };
+        let checked = VersionUploaded {
+            metadata: metadata_value,
+            ..upload.clone()
+        };
+        let outcome = inline
+            .extractor
+            .check_inline(&checked, kept.freeze())
+            .await?;
+        Some((&inline.extractor, outcome))
+    };
+    let (stored, inline_outcome) = tokio::join!(
+        async { tokio::try_join!(writer.finish(), state.inner.blobs.put(&json)) },
+        inline_check
+    );
+    let (blob, metadata_blob) = stored?;
+    depot_telemetry::metrics()
+        .upload_bytes
+        .observe(blob.size as f64);
+    upload.metadata_blob = Some(metadata_blob.key);
+
+    // 5. Append, with the aggregate checked again under optimistic concurrency.
     let executed = execute(state, &canon, Some(&vers), &principal.login, |krate| {
         check_permission(krate, &principal, &name)?;
         match krate.check_publish(&name, &vers, &cksum) {
@@ -215,12 +244,11 @@ async fn publish_inner(
         )]));
     }
 
-    // 6. A small upload is checked right here (the extractor's check, in this process).
-    if let (Some(inline), Some(envelope)) = (&state.inner.inline_checks, &executed.envelope)
-        && blob.size <= inline.max_size
+    // 6. The outcome of the inline check, if there was one, follows the upload.
+    if let (Some((extractor, outcome)), Some(envelope)) = (inline_outcome, &executed.envelope)
         && let Event::VersionUploaded(upload) = &envelope.event
     {
-        inline.extractor.decide_inline(envelope, upload).await;
+        extractor.append_inline(envelope, upload, outcome).await;
     }
 
     // 7. Wait for the outcome of this upload event (not of an earlier upload of the same
@@ -509,11 +537,20 @@ impl FramedBody {
     }
 
     /// Writes the crate bytes to `writer` until the body ends, which must be exactly at the
-    /// declared length.
-    async fn copy_crate(&mut self, writer: &mut BlobWriter) -> Result<(), ApiError> {
+    /// declared length; the bytes are also appended to `kept` if given.
+    async fn copy_crate(
+        &mut self,
+        writer: &mut BlobWriter,
+        mut kept: Option<&mut BytesMut>,
+    ) -> Result<(), ApiError> {
         loop {
             match self.next().await? {
-                Some(OwnedFrame::CrateData(data)) => writer.write(&data).await?,
+                Some(OwnedFrame::CrateData(data)) => {
+                    if let Some(kept) = kept.as_deref_mut() {
+                        kept.extend_from_slice(&data);
+                    }
+                    writer.write(&data).await?;
+                }
                 None => return Ok(()),
                 Some(_) => return Err(ApiError::internal("publish framing: crate data expected")),
             }

@@ -38,8 +38,8 @@ use bytes::Bytes;
 use depot_cratefile::{PublishLimits, PublishMetadata, TarballError, TarballLimits};
 use depot_eventlog::{Delivery, EventLog, Expected, WorkQueueConfig};
 use depot_events::{
-    Envelope, Event, ExtractedMetadata, RejectionReason, VersionAccepted, VersionRejected,
-    VersionUploaded,
+    Envelope, Event, ExtractedMetadata, RejectionReason, Timestamp, VersionAccepted,
+    VersionRejected, VersionUploaded,
 };
 use depot_store::BlobStore;
 
@@ -415,19 +415,51 @@ impl Extractor {
         }
     }
 
-    /// Checks an upload the api has just appended and appends its outcome, on the publishing
-    /// request itself: the publisher's wait then skips the work queue's hand-off. Returns
-    /// whether the outcome was appended; if not (a transient failure), the work queue delivers
-    /// the upload to an extractor as usual. The outcome carries the same message id the queue's
-    /// extractor would use, so the log keeps one outcome per upload whoever gets there first.
-    pub async fn decide_inline(&self, envelope: &Envelope, upload: &VersionUploaded) -> bool {
-        let outcome = match self.timed_process(envelope, upload).await {
-            Ok(outcome) => outcome,
+    /// Checks an upload on the publishing request itself, from the bytes the api still holds,
+    /// so the publisher's wait skips the work queue's hand-off and neither blob is read back:
+    /// `upload` is the upload about to be appended, with its `metadata` filled in (the publish
+    /// metadata the api parsed), and `archive` the crate bytes the api hashed into
+    /// `upload.cksum` as it stored them. The check runs before the upload is appended,
+    /// alongside the api's own writes; [`Extractor::append_inline`] records its outcome once
+    /// the upload is in the log. `None` means a transient failure: the work queue then delivers
+    /// the upload to an extractor as usual.
+    pub async fn check_inline(&self, upload: &VersionUploaded, archive: Bytes) -> Option<Outcome> {
+        let started = Instant::now();
+        let deadline = started + self.config.check_timeout;
+        // The index line's publish time is the upload event's; it is set on append.
+        let pubtime = Timestamp::now().to_pubtime();
+        let checked = self
+            .check_archive(
+                upload,
+                upload.cksum.clone(),
+                std::io::Cursor::new(archive),
+                pubtime,
+                deadline,
+            )
+            .await;
+        match observe_check(started, checked) {
+            Ok(outcome) => Some(outcome),
             Err(e) => {
                 tracing::debug!(krate.name = %upload.name, error = %format!("{e:#}"), "inline check failed; the extractor takes it over");
-                return false;
+                None
             }
-        };
+        }
+    }
+
+    /// Appends the outcome of [`Extractor::check_inline`] for the upload appended as
+    /// `envelope`, with the index line's publish time taken from it. Returns whether it was
+    /// appended; if not (a transient failure), the work queue delivers the upload to an
+    /// extractor as usual. The outcome carries the same message id the queue's extractor would
+    /// use, so the log keeps one outcome per upload whoever gets there first.
+    pub async fn append_inline(
+        &self,
+        envelope: &Envelope,
+        upload: &VersionUploaded,
+        mut outcome: Outcome,
+    ) -> bool {
+        if let Outcome::Accepted(accepted) = &mut outcome {
+            accepted.entry.pubtime = Some(envelope.at.to_pubtime());
+        }
         match self.append(envelope, upload, outcome).await {
             Ok(()) => true,
             Err(e) => {
@@ -469,19 +501,7 @@ impl Extractor {
         upload: &VersionUploaded,
     ) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let processed = self.process(envelope, upload).await;
-        let metrics = depot_telemetry::metrics();
-        metrics
-            .extraction_duration
-            .observe(started.elapsed().as_secs_f64());
-        if let Ok(Outcome::Rejected(rejected)) = &processed {
-            let code = rejected
-                .reasons
-                .first()
-                .map_or("unknown", |r| r.code.as_str());
-            metrics.extraction_failures.with_label_values(&[code]).inc();
-        }
-        processed
+        observe_check(started, self.process(envelope, upload).await)
     }
 
     /// Checks the upload and appends its outcome; a transient failure asks for a retry, and
@@ -583,21 +603,45 @@ impl Extractor {
             .ok_or_else(missing)?;
         // The archive is parsed by synchronous readers on a blocking thread; the bridge feeds
         // them from the blob's stream (a file, or object storage) as they read.
-        let blob = tokio_util::io::SyncIoBridge::new(blob);
+        let blob =
+            std::io::BufReader::with_capacity(READ_BUFFER, tokio_util::io::SyncIoBridge::new(blob));
+        let pubtime = envelope.at.to_pubtime();
+        self.check_archive(&upload, actual, blob, pubtime, deadline)
+            .await
+    }
+
+    /// Checks the archive read from `archive` (whose sha256 is `actual`) against `upload`, whose
+    /// metadata is filled in, on a blocking thread within `deadline`; an accepted version's
+    /// index line carries `pubtime`, and its readme is stored.
+    async fn check_archive(
+        &self,
+        upload: &VersionUploaded,
+        actual: String,
+        archive: impl Read + Send + 'static,
+        pubtime: String,
+        deadline: Instant,
+    ) -> anyhow::Result<Outcome> {
+        let timed_out = || {
+            rejected(
+                upload,
+                vec![reason(
+                    "check_timeout",
+                    format!(
+                        "checking the upload took longer than the {} s Depot allows",
+                        self.config.check_timeout.as_secs()
+                    ),
+                )],
+            )
+        };
         let config = Arc::clone(&self.config);
         let checker = Arc::clone(&self.checker);
-        let pubtime = envelope.at.to_pubtime();
         let expired = Arc::new(AtomicBool::new(false));
         let task = {
             let expired = Arc::clone(&expired);
             let upload = upload.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<Outcome> {
-                let mut reader = DeadlineReader::new(
-                    std::io::BufReader::with_capacity(READ_BUFFER, blob),
-                    deadline,
-                    expired,
-                );
-                Ok(checker.check(&config, &upload, &actual, &mut reader, pubtime))
+            tokio::task::spawn_blocking(move || -> Outcome {
+                let mut reader = DeadlineReader::new(archive, deadline, expired);
+                checker.check(&config, &upload, &actual, &mut reader, pubtime)
             })
         };
         let joined = tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), task).await;
@@ -611,7 +655,7 @@ impl Extractor {
                     "checking an upload panicked"
                 );
                 return Ok(rejected(
-                    &upload,
+                    upload,
                     vec![reason(
                         "processing_failed",
                         "Depot failed while checking the upload; it cannot be published as is",
@@ -619,13 +663,13 @@ impl Extractor {
                 ));
             }
             Ok(Err(join)) => return Err(anyhow::anyhow!("the checking task stopped: {join}")),
-            Ok(Ok(opened)) => opened.context("opening the stored file")?,
+            Ok(Ok(outcome)) => outcome,
         };
         if expired.load(Ordering::Relaxed) {
             return Ok(timed_out());
         }
         match outcome {
-            Outcome::Accepted(accepted) => self.store_readme(&upload, accepted).await,
+            Outcome::Accepted(accepted) => self.store_readme(upload, accepted).await,
             rejected @ Outcome::Rejected(_) => Ok(rejected),
         }
     }
@@ -729,6 +773,22 @@ fn rejected(upload: &VersionUploaded, reasons: Vec<RejectionReason>) -> Outcome 
         cksum: upload.cksum.clone(),
         reasons,
     })
+}
+
+/// Records a check that began at `started` in the extraction metrics (rejections by reason).
+fn observe_check(started: Instant, processed: anyhow::Result<Outcome>) -> anyhow::Result<Outcome> {
+    let metrics = depot_telemetry::metrics();
+    metrics
+        .extraction_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(Outcome::Rejected(rejected)) = &processed {
+        let code = rejected
+            .reasons
+            .first()
+            .map_or("unknown", |r| r.code.as_str());
+        metrics.extraction_failures.with_label_values(&[code]).inc();
+    }
+    processed
 }
 
 /// The check of an upload whose stored file has checksum `actual` and reads from `file`:
