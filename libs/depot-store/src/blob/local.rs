@@ -1,7 +1,9 @@
 //! The blob store on a local directory.
 //!
 //! Uploads are written to a temporary file while their sha256 is computed, then renamed to
-//! `sha256/<ab>/<cd>/<hex>`; the rename is atomic, so a blob is either absent or complete.
+//! `sha256/<ab>/<cd>/<hex>`; the rename is atomic, so a blob is either absent or complete. An
+//! upload of at most [`MEMORY_MAX`] bytes is held in memory and written, fsynced and renamed in
+//! one blocking task when it is finished, instead of one task per file operation.
 //!
 //! A temporary file never outlives its upload: a [`LocalWriter`] that is dropped without
 //! [`LocalWriter::finish`] (an error, a timeout, a client that went away) removes its file, and
@@ -25,15 +27,25 @@ pub(crate) struct LocalBlobs {
     root: PathBuf,
 }
 
-/// An upload in progress: bytes go to a temporary file and into the hash. Dropping it without
-/// [`LocalWriter::finish`] deletes the temporary file.
+/// The most bytes an upload holds in memory before it goes to a temporary file (so uploads in
+/// flight hold at most this much each; the api bounds how many are in flight).
+pub(crate) const MEMORY_MAX: usize = 64 * 1024;
+
+/// An upload in progress: bytes go into the hash and to memory, or, past [`MEMORY_MAX`], to a
+/// temporary file. Dropping it without [`LocalWriter::finish`] deletes the temporary file.
 #[derive(Debug)]
 pub(crate) struct LocalWriter {
-    file: File,
-    temp: TempFile,
+    sink: Sink,
     hasher: Sha256,
     size: u64,
     root: PathBuf,
+}
+
+/// Where an upload's bytes are.
+#[derive(Debug)]
+enum Sink {
+    Memory(BytesMut),
+    File(File, TempFile),
 }
 
 /// A temporary file that is deleted when dropped, unless it was kept.
@@ -75,19 +87,8 @@ impl LocalBlobs {
 
     /// Starts an upload.
     pub(crate) async fn writer(&self) -> Result<LocalWriter, StoreError> {
-        let temp = self
-            .root
-            .join("tmp")
-            .join(format!("upload-{}", uuid::Uuid::new_v4()));
-        // Created synchronously (one open(2)): an asynchronous create runs on a blocking thread
-        // that a cancelled request cannot stop, and could leave a file that no guard owns.
-        let file = File::from_std(std::fs::File::create(&temp)?);
         Ok(LocalWriter {
-            file,
-            temp: TempFile {
-                path: temp,
-                keep: false,
-            },
+            sink: Sink::Memory(BytesMut::new()),
             hasher: Sha256::new(),
             size: 0,
             root: self.root.clone(),
@@ -337,7 +338,24 @@ impl LocalWriter {
     pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        self.file.write_all(chunk).await?;
+        match &mut self.sink {
+            Sink::Memory(held) if held.len() + chunk.len() <= MEMORY_MAX => {
+                held.extend_from_slice(chunk);
+            }
+            Sink::Memory(held) => {
+                let held = std::mem::take(held);
+                let (mut file, temp) = create_temp(&self.root)?;
+                // The guard owns the file before anything is written to it.
+                let written = async {
+                    file.write_all(&held).await?;
+                    file.write_all(chunk).await
+                };
+                let result = written.await;
+                self.sink = Sink::File(file, temp);
+                result?;
+            }
+            Sink::File(file, _) => file.write_all(chunk).await?,
+        }
         Ok(())
     }
 
@@ -352,29 +370,38 @@ impl LocalWriter {
     }
 
     /// Makes the blob durable and moves it to its content address. If a blob with the same
-    /// content exists already, the temporary file is simply dropped. On failure (a full disk
-    /// shows here, when buffered bytes are flushed) the temporary file is deleted.
-    /// (The writer's guard does that: the file is kept only once it has been renamed.)
+    /// content exists already, it is replaced by the new (identical, durable) file. On failure
+    /// (a full disk shows here, when buffered bytes are flushed) the temporary file is deleted.
+    /// (The writer's guard does that: the file is kept only once it has been renamed.) The
+    /// file work after the bytes are written runs in one blocking task, which completes even
+    /// if the caller is cancelled.
     pub(crate) async fn finish(mut self) -> Result<StoredBlob, StoreError> {
-        self.file.flush().await?;
-        self.file.sync_all().await?;
         let sha256 = hex::encode(self.hasher.finalize_reset());
         let key = super::BlobStore::key_for(&sha256);
         let store = LocalBlobs {
             root: self.root.clone(),
         };
         let path = store.path(&key).expect("a fresh sha256 key is valid");
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).await?;
-        }
-        fs::rename(self.temp.path(), &path).await?;
-        self.temp.keep = true;
-        if let Some(parent) = path.parent()
-            && let Ok(dir) = File::open(parent).await
-        {
-            // Persist the rename itself.
-            let _ = dir.sync_all().await;
-        }
+        let root = self.root;
+        let persisted = match self.sink {
+            Sink::Memory(held) => tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                let (file, temp) = create_temp_std(&root)?;
+                let mut file = file;
+                file.write_all(&held)?;
+                file.sync_all()?;
+                persist(temp, &path)
+            }),
+            Sink::File(mut file, temp) => {
+                file.flush().await?;
+                let file = file.into_std().await;
+                tokio::task::spawn_blocking(move || {
+                    file.sync_all()?;
+                    persist(temp, &path)
+                })
+            }
+        };
+        persisted.await.map_err(std::io::Error::other)??;
         Ok(StoredBlob {
             key,
             sha256,
@@ -383,9 +410,11 @@ impl LocalWriter {
     }
 
     /// Abandons the upload and deletes the temporary file (as dropping the writer does).
-    pub(crate) async fn discard(mut self) {
-        self.temp.keep = true;
-        let _ = fs::remove_file(self.temp.path()).await;
+    pub(crate) async fn discard(self) {
+        if let Sink::File(_, mut temp) = self.sink {
+            temp.keep = true;
+            let _ = fs::remove_file(temp.path()).await;
+        }
     }
 }
 
@@ -395,6 +424,39 @@ enum Opened {
     Whole(Vec<u8>),
     /// The open file and its size (a large blob).
     Large(std::fs::File, u64),
+}
+
+/// A new temporary upload file under `root`, with the guard that deletes it.
+fn create_temp_std(root: &Path) -> std::io::Result<(std::fs::File, TempFile)> {
+    let path = root
+        .join("tmp")
+        .join(format!("upload-{}", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&path)?;
+    Ok((file, TempFile { path, keep: false }))
+}
+
+/// [`create_temp_std`] for asynchronous writes. Created synchronously (one open(2)): an
+/// asynchronous create runs on a blocking thread that a cancelled request cannot stop, and
+/// could leave a file that no guard owns.
+fn create_temp(root: &Path) -> std::io::Result<(File, TempFile)> {
+    let (file, temp) = create_temp_std(root)?;
+    Ok((File::from_std(file), temp))
+}
+
+/// Moves a durable temporary file to `path` and makes the rename durable (blocking).
+fn persist(mut temp: TempFile, path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(temp.path(), path)?;
+    temp.keep = true;
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        // Persist the rename itself.
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Opens a blob file and reads it if it is small (blocking).
@@ -541,7 +603,8 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let w = store.writer().await.unwrap();
+        let mut w = store.writer().await.unwrap();
+        w.write(&[7; super::MEMORY_MAX + 1]).await.unwrap();
         w.discard().await;
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
@@ -557,8 +620,12 @@ mod tests {
     async fn a_dropped_writer_removes_its_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
+        // Held in memory while it is small…
         let mut w = store.writer().await.unwrap();
         w.write(b"half an upload").await.unwrap();
+        assert_eq!(temp_files(dir.path()), 0);
+        // …and in a temporary file past `MEMORY_MAX`.
+        w.write(&[7; super::MEMORY_MAX]).await.unwrap();
         assert_eq!(temp_files(dir.path()), 1);
         drop(w);
         assert_eq!(temp_files(dir.path()), 0);
@@ -568,7 +635,7 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut w = store.writer().await.unwrap();
-                w.write(b"partial").await.unwrap();
+                w.write(&[7; super::MEMORY_MAX + 1]).await.unwrap();
                 std::future::pending::<()>().await;
             })
         };
@@ -595,7 +662,8 @@ mod tests {
         std::fs::write(&stale, b"x").unwrap();
         let other = dir.path().join("tmp").join("not-an-upload");
         std::fs::write(&other, b"x").unwrap();
-        let live = store.writer().await.unwrap();
+        let mut live = store.writer().await.unwrap();
+        live.write(&[7; super::MEMORY_MAX + 1]).await.unwrap();
         assert_eq!(
             store.sweep_temp(Duration::from_secs(3600)).await.unwrap(),
             0

@@ -17,6 +17,20 @@ fn address(depot: &TestDepot) -> String {
     depot.url.trim_start_matches("http://").to_owned()
 }
 
+/// `len` pseudo-random hex digits: a crate carrying them is larger than the blob store holds
+/// in memory, so its upload goes to a temporary file.
+fn noise(len: usize) -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from_digit((state % 16) as u32, 16).expect("a hex digit")
+        })
+        .collect()
+}
+
 fn temp_uploads(data_dir: &Path) -> usize {
     std::fs::read_dir(data_dir.join("blobs").join("tmp"))
         .expect("the blob store's tmp directory")
@@ -84,7 +98,7 @@ async fn a_stalled_upload_is_cut_off_and_leaves_no_temp_file(setup: Setup) {
     let token = depot.token("alice").await;
     let body = publish_body(
         &metadata("stalled", "1.0.0"),
-        &crate_bytes("stalled", "1.0.0", &"x".repeat(50_000)),
+        &crate_bytes("stalled", "1.0.0", &noise(200_000)),
     );
     let head = depot.log_head().await;
 
@@ -136,7 +150,7 @@ async fn a_client_that_goes_away_mid_upload_leaves_no_temp_file(setup: Setup) {
     let token = depot.token("alice").await;
     let body = publish_body(
         &metadata("abandoned", "1.0.0"),
-        &crate_bytes("abandoned", "1.0.0", &"y".repeat(50_000)),
+        &crate_bytes("abandoned", "1.0.0", &noise(200_000)),
     );
     let mut stream = TcpStream::connect(address(&depot)).await.unwrap();
     let request = format!(
