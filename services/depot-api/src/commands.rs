@@ -9,6 +9,7 @@ use depot_eventlog::{AppendError, Expected};
 use depot_events::{CrateState, Envelope, Event, version_of, version_without_build};
 use depot_index::CanonicalName;
 
+use crate::changes::ChangeWaiter;
 use crate::{ApiError, AppState};
 
 /// Attempts before giving up on a crate that keeps changing under us.
@@ -32,6 +33,8 @@ pub(crate) struct Executed<T> {
     pub(crate) appended: Option<u64>,
     /// The appended event, if one was appended.
     pub(crate) envelope: Option<Envelope>,
+    /// Change announcements since before the append (so none that covers it is missed).
+    pub(crate) changes: ChangeWaiter,
 }
 
 /// Loads a crate's aggregate as a command on `vers` (or on the crate alone) decides on it: the
@@ -101,6 +104,7 @@ pub(crate) async fn execute<T>(
     mut decide: impl FnMut(&CrateState) -> Result<Decision<T>, ApiError>,
 ) -> Result<Executed<T>, ApiError> {
     let subject = depot_events::subject::krate(canon);
+    let changes = state.inner.changes.subscribe();
     for _ in 0..MAX_ATTEMPTS {
         let (crate_state, seq) = load_crate(state, canon, vers).await?;
         let (event, value) = match decide(&crate_state)? {
@@ -109,6 +113,7 @@ pub(crate) async fn execute<T>(
                     value,
                     appended: None,
                     envelope: None,
+                    changes,
                 });
             }
             Decision::Append(event, value) => (event, value),
@@ -141,6 +146,7 @@ pub(crate) async fn execute<T>(
                     value,
                     appended: Some(appended.seq),
                     envelope: Some(envelope),
+                    changes,
                 });
             }
             Err(AppendError::Conflict { .. }) => {
@@ -175,7 +181,7 @@ const ANNOUNCEMENT_WAIT: Duration = Duration::from_millis(500);
 /// time limit still applies).
 pub(crate) async fn await_announcement(
     state: &AppState,
-    waiter: &mut crate::changes::ChangeWaiter,
+    waiter: &mut ChangeWaiter,
     canon: &str,
     last: u64,
     deadline: Instant,
@@ -192,12 +198,12 @@ pub(crate) async fn await_announcement(
 
 pub(crate) async fn wait_projected(
     state: &AppState,
+    mut waiter: ChangeWaiter,
     canon: &str,
     seq: u64,
     limit: Duration,
 ) -> Result<bool, ApiError> {
     let deadline = Instant::now() + limit;
-    let mut waiter = state.inner.changes.subscribe();
     loop {
         let last = state.store().crate_last_seq(canon).await?;
         if let Some(last) = last.filter(|last| *last >= seq) {

@@ -81,7 +81,14 @@ async fn set_yanked(
     )
     .await?;
     if let Some(seq) = executed.appended {
-        wait_projected(&state, &canon, seq, state.config().command_wait).await?;
+        wait_projected(
+            &state,
+            executed.changes,
+            &canon,
+            seq,
+            state.config().command_wait,
+        )
+        .await?;
     }
     Ok(Json(json!({ "ok": true })))
 }
@@ -224,7 +231,14 @@ async fn change_owners(
     })
     .await?;
     if let Some(seq) = executed.appended {
-        wait_projected(&state, &canon, seq, state.config().command_wait).await?;
+        wait_projected(
+            &state,
+            executed.changes,
+            &canon,
+            seq,
+            state.config().command_wait,
+        )
+        .await?;
     }
     let list = logins.join(", ");
     let msg = if add {

@@ -28,6 +28,7 @@ use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, authenticate};
+use crate::changes::ChangeWaiter;
 use crate::commands::{Decision, execute, load_crate};
 use crate::{ApiError, AppState};
 
@@ -260,7 +261,7 @@ async fn publish_inner(
         None => pending_upload_seq(state, &canon, &vers, &cksum).await?,
     };
     let decided = match upload_seq {
-        Some(seq) => wait_for_outcome(state, &canon, seq, remaining).await?,
+        Some(seq) => wait_for_outcome(state, executed.changes, &canon, seq, remaining).await?,
         None => UploadOutcome::Pending,
     };
     match decided {
@@ -401,15 +402,16 @@ async fn pending_upload_seq(
 }
 
 /// Polls the read model until the upload appended at `upload_seq` is decided, waking early on
-/// change notifications.
+/// change notifications (`waiter` was subscribed before the upload was appended, so it holds
+/// every announcement that can cover it).
 async fn wait_for_outcome(
     state: &AppState,
+    mut waiter: ChangeWaiter,
     canon: &str,
     upload_seq: u64,
     limit: Duration,
 ) -> Result<UploadOutcome, ApiError> {
     let deadline = Instant::now() + limit;
-    let mut waiter = state.inner.changes.subscribe();
     loop {
         match state.store().upload_outcome(canon, upload_seq).await? {
             Some(outcome @ (UploadOutcome::Accepted | UploadOutcome::Rejected(_))) => {

@@ -305,7 +305,14 @@ async fn owner_command(
     })
     .await?;
     if let Some(seq) = executed.appended {
-        wait_projected(state, &canon, seq, state.config().command_wait).await?;
+        wait_projected(
+            state,
+            executed.changes,
+            &canon,
+            seq,
+            state.config().command_wait,
+        )
+        .await?;
     }
     Ok(())
 }
