@@ -174,10 +174,13 @@ async fn publish_inner(
     }
     let cksum = writer.sha256_hex();
     let (krate, _) = load_crate(state, &canon, Some(&vers)).await?;
-    if let Err(refusal) = krate.check_publish(&name, &vers, &cksum) {
-        writer.discard().await;
-        return Err(refusal_error(refusal));
-    }
+    let new_upload = match krate.check_publish(&name, &vers, &cksum) {
+        Ok(check) => matches!(check, PublishCheck::Append { .. }),
+        Err(refusal) => {
+            writer.discard().await;
+            return Err(refusal_error(refusal));
+        }
+    };
     // The metadata JSON (readme included) goes to a blob of its own, so the event stays
     // small; both blobs are made durable at once. A small upload is checked meanwhile, from
     // the bytes still in memory (the extractor's check, in this process); its outcome is
@@ -194,7 +197,9 @@ async fn publish_inner(
         token_id: Some(principal.token_id),
     };
     let inline_check = async {
-        let (Some(inline), Some(kept)) = (&state.inner.inline_checks, kept) else {
+        // A repeated publish of bytes already uploaded has its outcome already: no check.
+        let (Some(inline), Some(kept), true) = (&state.inner.inline_checks, kept, new_upload)
+        else {
             return None;
         };
         let checked = VersionUploaded {
