@@ -555,18 +555,7 @@ impl Extractor {
                 upload.vers
             )
         };
-        let timed_out = || {
-            rejected(
-                upload,
-                vec![reason(
-                    "check_timeout",
-                    format!(
-                        "checking the upload took longer than the {} s Depot allows",
-                        self.config.check_timeout.as_secs()
-                    ),
-                )],
-            )
-        };
+        let timed_out = || self.timed_out(upload);
         let mut upload = upload.clone();
         if let Some(key) = upload.metadata_blob.clone() {
             let bytes = self
@@ -621,18 +610,7 @@ impl Extractor {
         pubtime: String,
         deadline: Instant,
     ) -> anyhow::Result<Outcome> {
-        let timed_out = || {
-            rejected(
-                upload,
-                vec![reason(
-                    "check_timeout",
-                    format!(
-                        "checking the upload took longer than the {} s Depot allows",
-                        self.config.check_timeout.as_secs()
-                    ),
-                )],
-            )
-        };
+        let timed_out = || self.timed_out(upload);
         let config = Arc::clone(&self.config);
         let checker = Arc::clone(&self.checker);
         let expired = Arc::new(AtomicBool::new(false));
@@ -672,6 +650,20 @@ impl Extractor {
             Outcome::Accepted(accepted) => self.store_readme(upload, accepted).await,
             rejected @ Outcome::Rejected(_) => Ok(rejected),
         }
+    }
+
+    /// The rejection of an upload whose check overran its time budget.
+    fn timed_out(&self, upload: &VersionUploaded) -> Outcome {
+        rejected(
+            upload,
+            vec![reason(
+                "check_timeout",
+                format!(
+                    "checking the upload took longer than the {} s Depot allows",
+                    self.config.check_timeout.as_secs()
+                ),
+            )],
+        )
     }
 
     /// Moves the readme of an accepted version into a blob, so the event stays small.
