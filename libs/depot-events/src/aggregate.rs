@@ -82,6 +82,9 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::TrustAdded(_)
         | Event::TrustRemoved(_)
         | Event::TrustedOnlySet(_)
+        | Event::UpstreamIndexStored(_)
+        | Event::UpstreamCrateStored(_)
+        | Event::UpstreamNameAllowed(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -258,6 +261,9 @@ impl CrateState {
             | Event::TrustAdded(_)
             | Event::TrustRemoved(_)
             | Event::TrustedOnlySet(_)
+            | Event::UpstreamIndexStored(_)
+            | Event::UpstreamCrateStored(_)
+            | Event::UpstreamNameAllowed(_)
             | Event::Unknown { .. } => {}
         }
     }

@@ -19,8 +19,9 @@ pub use aggregate::{
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
     Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
-    TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet, UserChanged, UserCreated,
-    VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+    TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet, UpstreamCrateStored,
+    UpstreamIndexStored, UpstreamNameAllowed, UserChanged, UserCreated, VersionAccepted,
+    VersionRejected, VersionUploaded, VersionYankToggled,
 };
 
 /// Subjects of the log: one per aggregate.
@@ -57,5 +58,12 @@ pub mod subject {
     /// The subject of a CI token's later events (its revocation): `ci.<token id, simple hex>`.
     pub fn ci_token(token_id: &uuid::Uuid) -> String {
         format!("ci.{}", token_id.simple())
+    }
+
+    /// The subject of what the upstream-registry cache stored for one crate name:
+    /// `upstream.<lowercase name>` (index files are named by the lowercase name, so `foo-bar`
+    /// and `foo_bar` are separate files upstream and separate subjects here).
+    pub fn upstream(lowercase: &depot_index::CrateName) -> String {
+        format!("upstream.{}", lowercase.to_lowercase())
     }
 }

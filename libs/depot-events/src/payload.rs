@@ -48,6 +48,13 @@ pub enum Event {
     /// Publishing a crate was limited to trusted-publishing tokens, or opened again
     /// (`trusted_only_set`).
     TrustedOnlySet(TrustedOnlySet),
+    /// A new body of an upstream registry's index file was stored (`upstream_index_stored`).
+    UpstreamIndexStored(UpstreamIndexStored),
+    /// An upstream `.crate` was fetched, verified and stored (`upstream_crate_stored`).
+    UpstreamCrateStored(UpstreamCrateStored),
+    /// An admin allowed a new private crate to take a name that exists upstream, or withdrew
+    /// that permission (`upstream_name_allowed`).
+    UpstreamNameAllowed(UpstreamNameAllowed),
     /// An event type this build does not know (written by a newer build).
     Unknown {
         /// The `type` of the envelope.
@@ -76,6 +83,9 @@ impl Event {
             Event::TrustAdded(_) => "trust_added",
             Event::TrustRemoved(_) => "trust_removed",
             Event::TrustedOnlySet(_) => "trusted_only_set",
+            Event::UpstreamIndexStored(_) => "upstream_index_stored",
+            Event::UpstreamCrateStored(_) => "upstream_crate_stored",
+            Event::UpstreamNameAllowed(_) => "upstream_name_allowed",
             Event::Unknown { kind, .. } => kind,
         }
     }
@@ -97,6 +107,9 @@ impl Event {
             Event::TrustAdded(d) => json(d),
             Event::TrustRemoved(d) => json(d),
             Event::TrustedOnlySet(d) => json(d),
+            Event::UpstreamIndexStored(d) => json(d),
+            Event::UpstreamCrateStored(d) => json(d),
+            Event::UpstreamNameAllowed(d) => json(d),
             Event::Unknown { data, .. } => data.clone(),
         }
     }
@@ -120,6 +133,9 @@ impl Event {
             "trust_added" => Event::TrustAdded(parse(data)?),
             "trust_removed" => Event::TrustRemoved(parse(data)?),
             "trusted_only_set" => Event::TrustedOnlySet(parse(data)?),
+            "upstream_index_stored" => Event::UpstreamIndexStored(parse(data)?),
+            "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
+            "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data: parse(data)?,
@@ -145,6 +161,9 @@ impl Event {
             "trust_added" => Event::TrustAdded(parse(data)?),
             "trust_removed" => Event::TrustRemoved(parse(data)?),
             "trusted_only_set" => Event::TrustedOnlySet(parse(data)?),
+            "upstream_index_stored" => Event::UpstreamIndexStored(parse(data)?),
+            "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
+            "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data,
@@ -468,4 +487,54 @@ pub struct TrustRemoved {
 pub struct TrustedOnlySet {
     /// Whether only trusted-publishing tokens may publish the crate.
     pub enabled: bool,
+}
+
+/// `upstream_index_stored` (on `upstream.<lowercase name>`): the upstream registry served a
+/// body of this index file that differs from the one stored before. The body itself is a blob,
+/// byte for byte as upstream sent it; the log keeps only its address, so the upstream's index
+/// never fills the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamIndexStored {
+    /// The crate's name as the index file is named upstream (lowercase).
+    pub name: String,
+    /// The blob store key (`sha256/<hex>`) of the body.
+    pub blob: String,
+    /// Size of the body in bytes.
+    pub size: u64,
+    /// The upstream's `ETag` for the body, for conditional revalidation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The upstream's `Last-Modified` for the body, for conditional revalidation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// The upstream index it came from (`sparse+https://…/`).
+    pub upstream: String,
+}
+
+/// `upstream_crate_stored` (on `upstream.<lowercase name>`): a `.crate` of the upstream
+/// registry was downloaded, its sha256 matched the `cksum` of its index line, and it was stored
+/// under its content address (`sha256/<cksum>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamCrateStored {
+    /// The crate name as in its index line.
+    pub name: String,
+    /// The version as in its index line.
+    pub vers: String,
+    /// Lowercase hex sha256 of the `.crate` bytes (the index line's `cksum`).
+    pub cksum: String,
+    /// Size of the `.crate` in bytes.
+    pub size: u64,
+    /// The upstream index it came from (`sparse+https://…/`).
+    pub upstream: String,
+}
+
+/// `upstream_name_allowed` (on the crate's subject): whether a new private crate may take this
+/// name although the upstream registry has a crate of the same canonical name (the
+/// dependency-confusion guard refuses that by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamNameAllowed {
+    /// The name as the admin gave it.
+    pub name: String,
+    /// True to allow, false to withdraw an earlier permission.
+    pub allowed: bool,
 }

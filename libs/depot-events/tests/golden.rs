@@ -352,3 +352,40 @@ fn pubtime_format_is_exact() {
     assert_eq!(t.to_pubtime(), "2025-11-24T16:00:00Z");
     assert_eq!(t.to_rfc3339(), "2025-11-24T16:00:00.999Z");
 }
+
+#[test]
+fn upstream_events() {
+    let c = "cd".repeat(32);
+    check(
+        Event::UpstreamIndexStored(depot_events::UpstreamIndexStored {
+            name: "serde_json".into(),
+            blob: format!("sha256/{c}"),
+            size: 4096,
+            etag: Some("\"abc\"".into()),
+            last_modified: None,
+            upstream: "sparse+https://index.crates.io/".into(),
+        }),
+        &format!(
+            r#"{{"name":"serde_json","blob":"sha256/{c}","size":4096,"etag":"\"abc\"","upstream":"sparse+https://index.crates.io/"}}"#
+        ),
+    );
+    check(
+        Event::UpstreamCrateStored(depot_events::UpstreamCrateStored {
+            name: "Serde_Json".into(),
+            vers: "1.0.0".into(),
+            cksum: c.clone(),
+            size: 738,
+            upstream: "sparse+https://index.crates.io/".into(),
+        }),
+        &format!(
+            r#"{{"name":"Serde_Json","vers":"1.0.0","cksum":"{c}","size":738,"upstream":"sparse+https://index.crates.io/"}}"#
+        ),
+    );
+    check(
+        Event::UpstreamNameAllowed(depot_events::UpstreamNameAllowed {
+            name: "internal-serde".into(),
+            allowed: true,
+        }),
+        r#"{"name":"internal-serde","allowed":true}"#,
+    );
+}

@@ -11,7 +11,9 @@ mod db;
 mod error;
 mod lease;
 mod projection;
+#[macro_use]
 mod store;
+mod upstream;
 
 pub use blob::{
     BlobBody, BlobChunks, BlobReader, BlobStore, BlobWriter, CHUNK_SIZE, Quarantined, S3Config,
@@ -25,3 +27,4 @@ pub use store::{
     CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
     TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,
 };
+pub use upstream::{UpstreamCrateRow, UpstreamIndexRow};

@@ -15,6 +15,7 @@
 //! trust events cost a statement each.
 
 mod bulk;
+mod upstream;
 
 use std::collections::HashMap;
 

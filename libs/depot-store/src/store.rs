@@ -797,7 +797,8 @@ impl Store {
     }
 
     /// The blob keys any upload of generation `gen_` refers to (rejected ones included): the
-    /// `.crate`, the publish metadata and the readme.
+    /// `.crate`, the publish metadata and the readme; and the upstream cache's index bodies and
+    /// crates.
     pub async fn referenced_blobs(&self, gen_: u64) -> Result<BTreeSet<String>, StoreError> {
         let keys: Vec<String> = on_read!(&self.db, pool => {
             sqlx::query_scalar(
@@ -805,7 +806,9 @@ impl Store {
                  UNION SELECT metadata_blob FROM versions \
                  WHERE gen = $1 AND metadata_blob IS NOT NULL \
                  UNION SELECT readme_blob FROM versions \
-                 WHERE gen = $1 AND readme_blob IS NOT NULL",
+                 WHERE gen = $1 AND readme_blob IS NOT NULL \
+                 UNION SELECT blob FROM upstream_index WHERE gen = $1 \
+                 UNION SELECT 'sha256/' || cksum FROM upstream_crates WHERE gen = $1",
             )
             .bind(to_i64(gen_))
             .fetch_all(pool)
@@ -817,7 +820,7 @@ impl Store {
     /// Every projected row of generation `gen_`, one text per row in a stable order, for
     /// comparing generations. (The texts are comparable within one backend only.)
     pub async fn dump(&self, gen_: u64) -> Result<Vec<String>, StoreError> {
-        const QUERIES: [&str; 7] = [
+        const QUERIES: [&str; 10] = [
             "SELECT 'crates ' || canon || '|' || coalesce(name, '-') || '|' || state || '|' || \
              CAST(last_seq AS TEXT) || '|' || coalesce(description, '-') || '|' || keywords || '|' || \
              coalesce(max_version, '-') || '|' || CAST(updated_at AS TEXT) \
@@ -845,6 +848,15 @@ impl Store {
              created_by || \
              '|' || CAST(created_at AS TEXT) FROM trusts WHERE gen = $1 ORDER BY trust_id",
             "SELECT 'trusted_only ' || canon FROM trusted_only WHERE gen = $1 ORDER BY canon",
+            "SELECT 'upstream_index ' || name || '|' || blob || '|' || CAST(size AS TEXT) || '|' || \
+             coalesce(etag, '-') || '|' || coalesce(last_modified, '-') || '|' || upstream || '|' || \
+             CAST(stored_seq AS TEXT) || '|' || CAST(stored_at AS TEXT) \
+             FROM upstream_index WHERE gen = $1 ORDER BY name",
+            "SELECT 'upstream_crates ' || name || '|' || vers || '|' || cksum || '|' || \
+             CAST(size AS TEXT) || '|' || upstream || '|' || CAST(stored_seq AS TEXT) || '|' || \
+             CAST(stored_at AS TEXT) FROM upstream_crates WHERE gen = $1 ORDER BY name, vers",
+            "SELECT 'upstream_allowed ' || canon || '|' || allowed_by || '|' || \
+             CAST(allowed_at AS TEXT) FROM upstream_allowed WHERE gen = $1 ORDER BY canon",
         ];
         let mut rows = Vec::new();
         for sql in QUERIES {
@@ -964,6 +976,9 @@ impl Store {
             "tokens",
             "trusts",
             "trusted_only",
+            "upstream_index",
+            "upstream_crates",
+            "upstream_allowed",
             "projector_checkpoint",
             "generations",
         ] {

@@ -182,6 +182,30 @@ pub const METRICS: &[MetricSpec] = &[
         ["outcome"],
         "OIDC ID tokens offered for CI tokens, by outcome: minted, no_trust, invalid_token, no_match, replayed, issuer_unavailable, error."
     ),
+    spec!(
+        "depot_upstream_requests_total",
+        Counter,
+        ["kind", "result"],
+        "Lookups of the upstream-registry cache by kind (index, crate) and result: hit (served from the cache), revalidated (upstream confirmed the copy), fetched (new content stored), not_found, stale (upstream failed, copy served), unavailable (upstream failed, nothing cached), refused (checksum mismatch), offline (no upstream configured)."
+    ),
+    spec!(
+        "depot_upstream_fetch_duration_seconds",
+        Histogram,
+        ["kind"],
+        "Time of upstream requests by kind: index (a conditional index file request), crate (a whole .crate download), config."
+    ),
+    spec!(
+        "depot_upstream_errors_total",
+        Counter,
+        ["kind", "reason"],
+        "Failed upstream requests by kind (index, crate, config) and reason: unreachable, timeout, status, too_large, invalid, checksum."
+    ),
+    spec!(
+        "depot_upstream_bytes_served_total",
+        Counter,
+        ["kind"],
+        "Bytes served from the upstream-registry cache, by kind (index, crate)."
+    ),
 ];
 
 /// The buckets of every `_seconds` histogram: 1 ms to 60 s.

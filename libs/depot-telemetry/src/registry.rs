@@ -57,6 +57,14 @@ pub struct Metrics {
     pub auth_refusals: IntCounterVec,
     /// `depot_trusted_publishing_exchanges_total{outcome}`.
     pub trusted_exchanges: IntCounterVec,
+    /// `depot_upstream_requests_total{kind,result}`.
+    pub upstream_requests: IntCounterVec,
+    /// `depot_upstream_fetch_duration_seconds{kind}`.
+    pub upstream_fetch_duration: HistogramVec,
+    /// `depot_upstream_errors_total{kind,reason}`.
+    pub upstream_errors: IntCounterVec,
+    /// `depot_upstream_bytes_served_total{kind}`.
+    pub upstream_bytes_served: IntCounterVec,
 }
 
 fn spec(name: &str) -> &'static MetricSpec {
@@ -149,6 +157,10 @@ impl Metrics {
             download_bytes: Declared::declare(r, "depot_download_bytes_total"),
             auth_refusals: Declared::declare(r, "depot_auth_refusals_total"),
             trusted_exchanges: Declared::declare(r, "depot_trusted_publishing_exchanges_total"),
+            upstream_requests: Declared::declare(r, "depot_upstream_requests_total"),
+            upstream_fetch_duration: Declared::declare(r, "depot_upstream_fetch_duration_seconds"),
+            upstream_errors: Declared::declare(r, "depot_upstream_errors_total"),
+            upstream_bytes_served: Declared::declare(r, "depot_upstream_bytes_served_total"),
             registry,
         }
     }
@@ -201,6 +213,16 @@ mod tests {
         m.index_cache.with_label_values(&["hit"]).inc();
         m.download_cache.with_label_values(&["hit"]).inc();
         m.auth_refusals.with_label_values(&["missing"]).inc();
+        m.upstream_requests
+            .with_label_values(&["index", "hit"])
+            .inc();
+        m.upstream_fetch_duration
+            .with_label_values(&["index"])
+            .observe(0.1);
+        m.upstream_errors
+            .with_label_values(&["crate", "checksum"])
+            .inc();
+        m.upstream_bytes_served.with_label_values(&["crate"]).inc();
         m.trusted_exchanges.with_label_values(&["minted"]).inc();
         let gathered: BTreeSet<String> = m
             .registry

@@ -39,6 +39,9 @@ pub struct CargoHome {
     target: PathBuf,
     /// The empty directory source replacing crates.io (`<root>/no-crates-io`).
     no_crates_io: PathBuf,
+    /// Whether crates.io is replaced by this registry (its cache of crates.io) rather than by
+    /// an empty directory.
+    mirrors_crates_io: bool,
     registry: String,
     index_url: String,
     timeout: Duration,
@@ -72,6 +75,7 @@ impl CargoHome {
             work: root.path().join("work"),
             target: root.path().join("target"),
             no_crates_io: root.path().join("no-crates-io"),
+            mirrors_crates_io: false,
             _root: root,
             registry: registry_name.to_owned(),
             index_url,
@@ -84,6 +88,15 @@ impl CargoHome {
         write(&home.path().join("config.toml"), &home.config_toml());
         home.set_token(token);
         home
+    }
+
+    /// Replaces crates.io with this home's registry (cargo's source replacement), for a
+    /// registry that caches crates.io: dependencies without a `registry` come from it.
+    #[must_use]
+    pub fn mirroring_crates_io(mut self) -> Self {
+        self.mirrors_crates_io = true;
+        write(&self.path().join("config.toml"), &self.config_toml());
+        self
     }
 
     /// Uses `timeout` instead of 180 s as the time limit of each command.
@@ -262,15 +275,21 @@ impl CargoHome {
         config.insert("registries".into(), registries.into());
 
         let mut crates_io = Table::new();
-        crates_io.insert("replace-with".into(), NO_CRATES_IO.into());
-        let mut no_crates_io = Table::new();
-        no_crates_io.insert(
-            "directory".into(),
-            self.no_crates_io.to_string_lossy().into_owned().into(),
-        );
+        let mut replacement = Table::new();
+        let replacement_name = if self.mirrors_crates_io {
+            replacement.insert("registry".into(), self.index_url.clone().into());
+            format!("{}-mirror", self.registry)
+        } else {
+            replacement.insert(
+                "directory".into(),
+                self.no_crates_io.to_string_lossy().into_owned().into(),
+            );
+            NO_CRATES_IO.to_owned()
+        };
+        crates_io.insert("replace-with".into(), replacement_name.clone().into());
         let mut source = Table::new();
         source.insert("crates-io".into(), crates_io.into());
-        source.insert(NO_CRATES_IO.into(), no_crates_io.into());
+        source.insert(replacement_name, replacement.into());
         config.insert("source".into(), source.into());
 
         let mut net = Table::new();

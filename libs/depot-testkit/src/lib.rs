@@ -12,6 +12,7 @@ mod nats_cluster;
 mod oidc;
 mod s3;
 mod servers;
+mod upstream;
 
 pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
 pub use cargo_home::CargoHome;
@@ -24,3 +25,4 @@ pub use s3::{S3_ACCESS_KEY_VAR, S3_ENDPOINT_VAR, S3_REGION_VAR, S3_SECRET_KEY_VA
 pub use servers::{
     NATS_SERVER_VAR, PG_BIN_VAR, PgStopMode, PrivateNats, PrivatePostgres, free_port,
 };
+pub use upstream::{RegistryRequests, StaticRegistry};

@@ -164,7 +164,7 @@ impl DownloadCache {
 }
 
 /// The response to a download: the `.crate` with its exact length.
-fn crate_response(state: &AppState, len: u64, body: Body) -> Response {
+pub(crate) fn crate_response(state: &AppState, len: u64, body: Body) -> Response {
     (
         [
             (

@@ -280,7 +280,7 @@ pub(crate) async fn index_file(
 }
 
 /// Whether `If-None-Match` lists the current ETag (weak comparison, as RFC 9110 asks).
-fn etag_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+pub(crate) fn etag_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
     let current = etag.to_str().unwrap_or_default();
     headers
         .get_all(header::IF_NONE_MATCH)

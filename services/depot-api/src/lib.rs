@@ -19,6 +19,7 @@ mod publish;
 mod rate_limit;
 mod tokens;
 mod trusted;
+mod upstream;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use limits::EdgeLimits;
 pub use oidc::{JwksCache, JwksError, JwksLimits};
 pub use rate_limit::RateSpec;
 pub use trusted::TrustedPublishingConfig;
+pub use upstream::{UpstreamConfig, UpstreamIndex};
 
 /// Settings of the api role.
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct ApiConfig {
     /// On object storage: answer downloads with a redirect to a presigned URL valid this long,
     /// instead of streaming the blob through the api.
     pub blob_redirect: Option<Duration>,
+    /// The upstream-registry cache served under `/crates-io/`.
+    pub upstream: UpstreamConfig,
 }
 
 impl ApiConfig {
@@ -104,6 +108,7 @@ struct Inner {
     jwks: JwksCache,
     trusted: TrustedPublishingConfig,
     inline_checks: Option<InlineChecks>,
+    proxy: upstream::Proxy,
 }
 
 /// Uploads checked on the publishing request (see [`AppState::with_inline_checks`]).
@@ -140,6 +145,7 @@ impl AppState {
         let rate_limits = rate_limit::RateLimits::new(limits.publish_rate, limits.command_rate);
         let in_flight = limits::InFlight::new(limits.max_in_flight);
         let trusted = config.trusted_publishing;
+        let proxy = upstream::Proxy::new(config.upstream.clone());
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -156,6 +162,7 @@ impl AppState {
                 jwks: JwksCache::new(trusted.jwks),
                 trusted,
                 inline_checks: None,
+                proxy,
             }),
         }
     }
@@ -182,6 +189,10 @@ impl AppState {
 
     fn config(&self) -> &ApiConfig {
         &self.inner.config
+    }
+
+    fn proxy(&self) -> &upstream::Proxy {
+        &self.inner.proxy
     }
 
     fn store(&self) -> &Store {
@@ -270,6 +281,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/crates/{name}/trusted_publishing_only",
             put(trusted::set_trusted_only),
+        )
+        .route("/crates-io/index/config.json", get(upstream::config_json))
+        .route("/crates-io/index/{*path}", get(upstream::index_file))
+        .route(
+            "/crates-io/dl/{name}/{version}/download",
+            get(upstream::download),
         )
         .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))

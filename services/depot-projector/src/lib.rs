@@ -340,6 +340,8 @@ impl Projector {
                 };
                 apply_crate_event(&mut tx, canon, work, stored.seq, envelope, accepted.take());
                 apply_trust_event(&mut tx, canon, envelope).await?;
+            } else if stored.subject.starts_with("upstream.") {
+                apply_upstream_event(&mut tx, stored.seq, envelope).await?;
             } else {
                 apply_principal_event(&mut tx, envelope).await?;
             }
@@ -569,12 +571,15 @@ fn apply_crate_event(
         | Event::OwnersRemoved(_)
         | Event::TrustAdded(_)
         | Event::TrustRemoved(_)
-        | Event::TrustedOnlySet(_) => {}
+        | Event::TrustedOnlySet(_)
+        | Event::UpstreamNameAllowed(_) => {}
         Event::TokenIssued(_)
         | Event::TokenRevoked(_)
         | Event::UserCreated(_)
         | Event::UserDisabled(_)
         | Event::UserEnabled(_)
+        | Event::UpstreamIndexStored(_)
+        | Event::UpstreamCrateStored(_)
         | Event::Unknown { .. } => {
             tracing::warn!(
                 seq,
@@ -601,7 +606,33 @@ async fn apply_trust_event(
         }
         Event::TrustRemoved(removed) => tx.remove_trust(canon, removed.trust_id).await?,
         Event::TrustedOnlySet(set) => tx.set_trusted_only(canon, set.enabled).await?,
+        Event::UpstreamNameAllowed(allowed) => {
+            tx.set_upstream_allowed(canon, allowed.allowed, &envelope.actor, envelope.at)
+                .await?;
+        }
         _ => {}
+    }
+    Ok(())
+}
+
+/// What the upstream-registry cache stored lives in its own tables, by upstream name.
+async fn apply_upstream_event(
+    tx: &mut ProjectionTx,
+    seq: u64,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    match &envelope.event {
+        Event::UpstreamIndexStored(stored) => {
+            tx.store_upstream_index(stored, seq, envelope.at).await?;
+        }
+        Event::UpstreamCrateStored(stored) => {
+            tx.store_upstream_crate(stored, seq, envelope.at).await?;
+        }
+        _ => tracing::warn!(
+            seq,
+            event.kind = envelope.kind(),
+            "ignoring a non-upstream event on an upstream subject"
+        ),
     }
     Ok(())
 }

@@ -180,16 +180,18 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     // 1. The live generation equals a fresh replay of the same events.
     let live = store.active_generation().await?;
     let mut attempt = 0;
-    let (live_files, fresh_files, checkpoint) = loop {
+    let (live_files, fresh_files, checkpoint, live_cache, fresh_cache) = loop {
         attempt += 1;
         let checkpoint = store.checkpoint(live).await?;
         let live_files = store.index_files(live).await?;
+        let live_cache = upstream_cache(&store, live).await?;
         let (scratch, _, _) = build_generation(&log, &store, Some(checkpoint)).await?;
         let fresh_files = store.index_files(scratch).await?;
+        let fresh_cache = upstream_cache(&store, scratch).await?;
         store.drop_generation(scratch).await?;
         // The live generation may have moved on meanwhile: compare like with like.
         if store.checkpoint(live).await? == checkpoint || attempt == 5 {
-            break (live_files, fresh_files, checkpoint);
+            break (live_files, fresh_files, checkpoint, live_cache, fresh_cache);
         }
     };
     let (live_digest, fresh_digest) = (digest(&live_files), digest(&fresh_files));
@@ -213,6 +215,17 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
                 say(format!("  differs: {canon}"));
             }
         }
+    }
+
+    if live_cache == fresh_cache {
+        say(format!(
+            "upstream cache: identical ({} index files, {} crates)",
+            live_cache.0.len(),
+            live_cache.1.len()
+        ));
+    } else {
+        ok = false;
+        say("upstream cache: DIFFERENT from a fresh replay");
     }
 
     // 2. Every index line's checksum is the sha256 of a stored blob.
@@ -272,6 +285,57 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
         ));
     }
 
+    // 2b. The upstream cache's blobs hold what the log says they hold.
+    let mut cache_problems = 0;
+    for file in &live_cache.0 {
+        let expected = file.blob.strip_prefix("sha256/").unwrap_or_default();
+        match blobs.sha256_of(&file.blob).await? {
+            Some(actual) if actual == expected => {}
+            found => {
+                cache_problems += 1;
+                say(format!(
+                    "  upstream index file {}: blob {} is {}",
+                    file.name,
+                    file.blob,
+                    if found.is_some() {
+                        "corrupt"
+                    } else {
+                        "missing"
+                    }
+                ));
+            }
+        }
+    }
+    for krate in &live_cache.1 {
+        let blob = depot_store::BlobStore::key_for(&krate.cksum);
+        match blobs.sha256_of(&blob).await? {
+            Some(actual) if actual == krate.cksum => {}
+            found => {
+                cache_problems += 1;
+                say(format!(
+                    "  upstream crate {} {}: blob {blob} is {}",
+                    krate.name,
+                    krate.vers,
+                    if found.is_some() {
+                        "corrupt"
+                    } else {
+                        "missing"
+                    }
+                ));
+            }
+        }
+    }
+    if cache_problems == 0 {
+        say(format!(
+            "upstream blobs: all {} index files and {} crates match their addresses",
+            live_cache.0.len(),
+            live_cache.1.len()
+        ));
+    } else {
+        ok = false;
+        say(format!("upstream blobs: {cache_problems} problems"));
+    }
+
     // 3. Uploads still waiting for a verdict past the extractor's whole budget: stuck.
     let budget = settings
         .extractor_config(&settings.public_url(settings.listen))
@@ -319,6 +383,20 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     }
     say(if ok { "verify: OK" } else { "verify: FAILED" });
     Ok(ok)
+}
+
+/// What the upstream cache holds in generation `gen_`: index files and crates.
+async fn upstream_cache(
+    store: &Store,
+    gen_: u64,
+) -> anyhow::Result<(
+    Vec<depot_store::UpstreamIndexRow>,
+    Vec<depot_store::UpstreamCrateRow>,
+)> {
+    Ok((
+        store.upstream_index_files(gen_).await?,
+        store.upstream_crates(gen_).await?,
+    ))
 }
 
 /// The uploads pending for longer than `budget` at `now`.

@@ -292,6 +292,29 @@ pub(crate) fn describe(
                 "off".into()
             };
         }
+        Event::UpstreamIndexStored(stored) => {
+            line.action = "upstream index".into();
+            line.target = stored.name.clone();
+            line.krate = Some(depot_index::canonical_name(&stored.name));
+            line.details = format!("{} bytes from {}", stored.size, stored.upstream);
+        }
+        Event::UpstreamCrateStored(stored) => {
+            line.action = "upstream crate".into();
+            line.target = format!("{} {}", stored.name, stored.vers);
+            line.krate = Some(depot_index::canonical_name(&stored.name));
+            line.details = format!(
+                "{} bytes, sha256 {}, from {}",
+                stored.size, stored.cksum, stored.upstream
+            );
+        }
+        Event::UpstreamNameAllowed(allowed) => {
+            line.action = if allowed.allowed {
+                "name allowed".into()
+            } else {
+                "name disallowed".into()
+            };
+            line.details = format!("`{}` may exist upstream", allowed.name);
+        }
         Event::Unknown { .. } => {}
     }
     line

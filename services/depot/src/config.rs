@@ -218,6 +218,53 @@ pub(crate) struct Settings {
     )]
     pub auth_required: bool,
 
+    /// The upstream registry cached under `/crates-io/index/` (a pull-through proxy for
+    /// cargo's source replacement): a sparse index URL, or `off` to serve only what is cached.
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_INDEX",
+        default_value = depot_api::UpstreamIndex::CRATES_IO,
+        global = true
+    )]
+    pub upstream_index: String,
+
+    /// Seconds an upstream index file is served before it is revalidated upstream.
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_MAX_AGE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub upstream_max_age_secs: u64,
+
+    /// Seconds upstream's "no such crate" is remembered.
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_NEGATIVE_TTL_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub upstream_negative_ttl_secs: u64,
+
+    /// Connect and read timeout of upstream requests, in seconds.
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_TIMEOUT_SECS",
+        default_value = "30",
+        global = true
+    )]
+    pub upstream_timeout_secs: NonZeroU64,
+
+    /// Token sent as `Authorization` to the upstream (for an upstream that requires
+    /// authentication, such as another Depot).
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub upstream_token: Option<String>,
+
     /// Days a new personal token lives unless another expiry (or `--no-expiry`) is asked for;
     /// 0 means tokens do not expire by default.
     #[arg(
@@ -670,6 +717,23 @@ impl Settings {
     /// Downloads answered with a presigned URL valid this long, if set.
     pub(crate) fn blob_redirect(&self) -> Option<Duration> {
         (self.blob_redirect_secs > 0).then(|| Duration::from_secs(self.blob_redirect_secs))
+    }
+
+    /// The upstream-registry cache.
+    pub(crate) fn upstream(&self) -> anyhow::Result<depot_api::UpstreamConfig> {
+        let index = match self.upstream_index.trim() {
+            "off" | "" => None,
+            url => Some(depot_api::UpstreamIndex::parse(url).map_err(anyhow::Error::msg)?),
+        };
+        Ok(depot_api::UpstreamConfig {
+            index,
+            max_age: Duration::from_secs(self.upstream_max_age_secs),
+            negative_ttl: Duration::from_secs(self.upstream_negative_ttl_secs),
+            timeout: Duration::from_secs(self.upstream_timeout_secs.get()),
+            max_crate_size: self.max_crate_size,
+            token: self.upstream_token.clone(),
+            ..depot_api::UpstreamConfig::default()
+        })
     }
 
     /// How long a new personal token lives by default (`None`: forever).

@@ -241,6 +241,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             default_token_lifetime: settings.default_token_lifetime(),
             trusted_publishing: settings.trusted_publishing(),
             blob_redirect: settings.blob_redirect(),
+            upstream: settings.upstream()?,
         };
         let api_blobs = blobs.clone().expect("api has blobs");
         let inline_checker = Extractor::new(

@@ -28,10 +28,12 @@ use tokio::sync::watch;
 use crate::support::Setup;
 
 /// Settings of a [`TestApp`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct AppOptions {
     /// `DEPOT_AUTH_REQUIRED`.
     pub(crate) auth_required: bool,
+    /// `DEPOT_UPSTREAM_INDEX` (`None`: off).
+    pub(crate) upstream_index: Option<String>,
 }
 
 /// A Depot running inside the test process.
@@ -140,6 +142,13 @@ impl TestApp {
             default_token_lifetime: Some(Duration::from_secs(90 * 24 * 3600)),
             trusted_publishing: depot_api::TrustedPublishingConfig::default(),
             blob_redirect: None,
+            upstream: depot_api::UpstreamConfig {
+                index: options
+                    .upstream_index
+                    .as_deref()
+                    .map(|url| depot_api::UpstreamIndex::parse(url).expect("an upstream URL")),
+                ..depot_api::UpstreamConfig::default()
+            },
         };
         let state = AppState::new(config, log.clone(), store.clone(), blobs);
         let listener_task =

@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use depot_events::{Timestamp, TokenKind, TokenScope};
+use sha2::Digest as _;
 
 use crate::app::{AppOptions, TestApp, TokenFor};
 use crate::support::{Setup, crate_bytes, metadata, publish_body};
@@ -152,10 +153,13 @@ enum Route {
     LoginPage,
     Health,
     Nowhere,
+    UpstreamConfig,
+    UpstreamIndex,
+    UpstreamDownload,
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 24] = [
+const EVERY_ROUTE: [Route; 27] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -179,6 +183,9 @@ const EVERY_ROUTE: [Route; 24] = [
     Route::LoginPage,
     Route::Health,
     Route::Nowhere,
+    Route::UpstreamConfig,
+    Route::UpstreamIndex,
+    Route::UpstreamDownload,
     // Last: it revokes the CI tokens that call it.
     Route::CiTokenRevoke,
 ];
@@ -214,6 +221,9 @@ impl Route {
             Route::LoginPage => "`GET /me` (the login page)",
             Route::Health => "`GET /health`",
             Route::Nowhere => "`GET /api/v1/nowhere`",
+            Route::UpstreamConfig => "`GET /crates-io/index/config.json`",
+            Route::UpstreamIndex => "`GET /crates-io/index/up/st/upstream-crate`",
+            Route::UpstreamDownload => "`GET /crates-io/dl/upstream-crate/1.0.0/download`",
         }
     }
 
@@ -314,6 +324,17 @@ impl Route {
             Route::LoginPage => ("GET", "/me".into(), vec![]),
             Route::Health => ("GET", "/health".into(), vec![]),
             Route::Nowhere => ("GET", "/api/v1/nowhere".into(), vec![]),
+            Route::UpstreamConfig => ("GET", "/crates-io/index/config.json".into(), vec![]),
+            Route::UpstreamIndex => (
+                "GET",
+                "/crates-io/index/up/st/upstream-crate".into(),
+                vec![],
+            ),
+            Route::UpstreamDownload => (
+                "GET",
+                "/crates-io/dl/upstream-crate/1.0.0/download".into(),
+                vec![],
+            ),
         }
     }
 }
@@ -327,7 +348,8 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         // Public: it authenticates with the ID token, which names an issuer no crate trusts.
         TrustExchange => 401,
         _ if auth_required && who.invalid() => 401,
-        ConfigJson | Search => 200,
+        // The crates.io cache holds public crates: any valid token with `read` may use it.
+        ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload => 200,
         IndexFile | Download | OwnersList => {
             if !auth_required || who.reads_acme() {
                 200
@@ -485,7 +507,24 @@ async fn populate(app: &TestApp) -> Callers {
 
 /// Runs every route for every caller; returns the observed statuses, row by row.
 async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
-    let app = TestApp::start(setup, AppOptions { auth_required }).await;
+    // The upstream of the crates.io cache, with one crate.
+    let upstream = depot_testkit::StaticRegistry::start().await;
+    let upstream_crate = crate_bytes("upstream-crate", "1.0.0", "");
+    upstream.put_crate("upstream-crate", "1.0.0", &upstream_crate);
+    upstream.put_index_file(
+        "up/st/upstream-crate",
+        format!(
+            "{{\"name\":\"upstream-crate\",\"vers\":\"1.0.0\",\"deps\":[],\"cksum\":\"{}\",\
+             \"features\":{{}},\"yanked\":false}}\n",
+            hex::encode(sha2::Sha256::digest(&upstream_crate))
+        )
+        .as_bytes(),
+    );
+    let options = AppOptions {
+        auth_required,
+        upstream_index: Some(upstream.index_url()),
+    };
+    let app = TestApp::start(setup, options).await;
     let callers = populate(&app).await;
     let (_, _, index_body) = app
         .send(
@@ -546,6 +585,9 @@ async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
             }
             if route == Route::Search && status == 200 && who.reads_acme() {
                 assert!(text.contains("acme-core"), "search hid a crate: {cell}");
+            }
+            if route == Route::UpstreamDownload && status == 200 {
+                assert!(body == upstream_crate, "{cell}");
             }
             if route == Route::IndexFile && status == 200 {
                 assert_eq!(text.lines().next(), index_line.lines().next(), "{cell}");

@@ -24,4 +24,5 @@ mod replay;
 mod slow_clients;
 mod tokens;
 mod trusted;
+mod upstream;
 mod validation;
