@@ -628,6 +628,7 @@ impl DepotProcess {
             .arg("serve")
             .env("DEPOT_DATA_DIR", data_dir)
             .env("DEPOT_LISTEN", "127.0.0.1:0")
+            .env("DEPOT_UPSTREAM_INDEX", "off")
             .env("DEPOT_METRICS_LISTEN", "off")
             .env("DEPOT_MAX_CRATE_SIZE", max_crate_size.to_string())
             .env("DEPOT_PUBLISH_WAIT_SECS", "1200")

@@ -43,6 +43,7 @@ impl Depot {
             .arg("serve")
             .env("DEPOT_DATA_DIR", data.path())
             .env("DEPOT_LISTEN", "127.0.0.1:0")
+            .env("DEPOT_UPSTREAM_INDEX", "off")
             .env("DEPOT_METRICS_LISTEN", "127.0.0.1:0")
             .env("DEPOT_MAX_CRATE_SIZE", "8MiB")
             .env("RUST_LOG", "info")

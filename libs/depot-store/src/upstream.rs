@@ -134,16 +134,16 @@ impl Store {
     /// Whether a new private crate may take the canonical name `canon` although upstream has
     /// it.
     pub async fn upstream_allowed(&self, canon: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_read!(&self.db, pool => {
+        let found: i64 = on_read!(&self.db, pool => {
             sqlx::query_scalar(concat!(
-                "SELECT 1 FROM upstream_allowed WHERE gen = ",
+                "SELECT count(*) FROM upstream_allowed WHERE gen = ",
                 active_gen!(),
                 " AND canon = $1"
             ))
             .bind(canon)
-            .fetch_optional(pool)
+            .fetch_one(pool)
             .await?
         });
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 }

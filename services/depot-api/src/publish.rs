@@ -151,6 +151,9 @@ async fn publish_inner(
     // 3. Checks that need no crate bytes: ownership, scopes, dependencies.
     let (krate, _) = load_crate(state, &canon, Some(&vers)).await?;
     check_permission(&krate, &principal, &name)?;
+    if !krate.exists() {
+        crate::upstream::check_new_crate_name(state, &crate_name).await?;
+    }
     if principal.kind != TokenKind::Ci && state.store().trusted_only(&canon).await? {
         return Err(ApiError::forbidden(format!(
             "crate `{name}` accepts only trusted-publishing tokens: publish it from its trusted \

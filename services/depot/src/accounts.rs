@@ -459,3 +459,36 @@ fn note(text: &str) {
 fn say(text: &str) {
     println!("{text}");
 }
+
+/// `depot mirror allow-name`: lets a new private crate take a name that exists upstream (or
+/// withdraws that), recorded on the crate's subject.
+pub(crate) async fn allow_upstream_name(
+    settings: &Settings,
+    name: &str,
+    allowed: bool,
+) -> anyhow::Result<()> {
+    let name = depot_index::CrateName::parse(name)?;
+    let backend = open_log(settings).await?;
+    let seq = append(
+        backend.log.as_ref(),
+        &depot_events::subject::krate(&name.canonical()),
+        ADMIN_ACTOR,
+        Event::UpstreamNameAllowed(depot_events::UpstreamNameAllowed {
+            name: name.to_string(),
+            allowed,
+        }),
+    )
+    .await?;
+    say(&if allowed {
+        format!(
+            "`{name}` may be published as a new crate although the upstream registry has it \
+             (event {seq})"
+        )
+    } else {
+        format!(
+            "`{name}` is guarded again: a new crate of that name is refused while the upstream \
+             registry has one (event {seq})"
+        )
+    });
+    Ok(())
+}

@@ -255,6 +255,18 @@ pub(crate) struct Settings {
     )]
     pub upstream_timeout_secs: NonZeroU64,
 
+    /// Refuse the first publish of a crate whose name (in any `-`/`_` spelling) exists in the
+    /// upstream registry, unless an admin allowed it (`depot mirror allow-name`): the
+    /// dependency-confusion guard.
+    #[arg(
+        long,
+        env = "DEPOT_UPSTREAM_GUARD",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub upstream_guard: bool,
+
     /// Token sent as `Authorization` to the upstream (for an upstream that requires
     /// authentication, such as another Depot).
     #[arg(
@@ -732,6 +744,7 @@ impl Settings {
             timeout: Duration::from_secs(self.upstream_timeout_secs.get()),
             max_crate_size: self.max_crate_size,
             token: self.upstream_token.clone(),
+            guard: self.upstream_guard,
             ..depot_api::UpstreamConfig::default()
         })
     }

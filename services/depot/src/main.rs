@@ -77,6 +77,24 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The crates.io cache: names the dependency-confusion guard lets through.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MirrorCommand {
+    /// Let a new private crate take NAME although the upstream registry has a crate of that
+    /// name (the dependency-confusion guard refuses it otherwise).
+    AllowName {
+        /// The crate name.
+        name: String,
+        /// Withdraw an earlier permission instead.
+        #[arg(long)]
+        withdraw: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +266,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             UserCommand::Enable { login } => {
                 accounts::set_user_disabled(&settings, &login, false).await
+            }
+        },
+        Command::Mirror { command } => match command {
+            MirrorCommand::AllowName { name, withdraw } => {
+                accounts::allow_upstream_name(&settings, &name, !withdraw).await
             }
         },
         Command::Token { command } => match command {

@@ -79,6 +79,9 @@ pub struct UpstreamConfig {
     pub cache_bytes: usize,
     /// Index files (and remembered misses) kept in memory.
     pub cache_entries: usize,
+    /// The dependency-confusion guard: refuse the first publish of a crate whose name (in any
+    /// `-`/`_` spelling) exists upstream, unless an admin allowed the name.
+    pub guard: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -94,6 +97,7 @@ impl Default for UpstreamConfig {
             max_fetches: 32,
             cache_bytes: 64 << 20,
             cache_entries: 10_000,
+            guard: true,
         }
     }
 }
@@ -915,4 +919,132 @@ async fn download_verified(
     }
     let stored = writer.finish().await.map_err(Refusal::Store)?;
     Ok(stored.size)
+}
+
+/// The spellings of a lowercase name that crates.io counts as the same crate (`-` and `_`
+/// are interchangeable there, and each spelling has its own index file): every combination
+/// for up to three separators, else the name as given, all `-` and all `_`. At most eight.
+pub(crate) fn spellings(lowercase: &str) -> Vec<String> {
+    let separators: Vec<usize> = lowercase
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '-' | '_'))
+        .map(|(i, _)| i)
+        .collect();
+    let with = |pick: &dyn Fn(usize) -> u8| {
+        let mut bytes = lowercase.as_bytes().to_vec();
+        for (n, &i) in separators.iter().enumerate() {
+            bytes[i] = pick(n);
+        }
+        String::from_utf8(bytes).expect("ASCII separators replaced by ASCII")
+    };
+    let mut all = vec![lowercase.to_owned()];
+    if separators.len() <= 3 {
+        for mask in 0..(1u32 << separators.len()) {
+            all.push(with(&|n| if mask & (1 << n) == 0 { b'-' } else { b'_' }));
+        }
+    } else {
+        all.push(with(&|_| b'-'));
+        all.push(with(&|_| b'_'));
+    }
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|spelling| seen.insert(spelling.clone()));
+    all
+}
+
+/// The dependency-confusion guard, for the first publish of `name`: refused (409) if the
+/// upstream registry has a crate of the same name in any spelling, unless an admin allowed the
+/// name; refused (503) if upstream cannot be asked and nothing about the name is cached. With
+/// the upstream `off`, only the cache is consulted.
+pub(crate) async fn check_new_crate_name(
+    state: &AppState,
+    name: &CrateName,
+) -> Result<(), ApiError> {
+    let config = &state.proxy().config;
+    if !config.guard || state.store().upstream_allowed(&name.canonical()).await? {
+        return Ok(());
+    }
+    let upstream = config
+        .index
+        .as_ref()
+        .map_or("the cached upstream registry", UpstreamIndex::as_str);
+    let allow = format!(
+        "choose another name, or ask an admin to allow this one with `depot mirror allow-name \
+         {name}`"
+    );
+    for spelling in spellings(&name.to_lowercase()) {
+        let Ok(spelling) = CrateName::parse(&spelling) else {
+            continue;
+        };
+        match index_lookup(state, &spelling).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(ApiError::conflict(format!(
+                    "crate `{name}` would be a new private crate, but {upstream} has a crate \
+                     named `{spelling}`: a build that uses both registries could take one for the \
+                     other (dependency confusion); {allow}"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "cannot tell whether {upstream} has a crate named `{spelling}` ({}); try \
+                     again later, or {allow}",
+                    e.details().join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_cover_every_separator_choice() {
+        assert_eq!(spellings("serde"), ["serde"]);
+        assert_eq!(spellings("foo-bar"), ["foo-bar", "foo_bar"]);
+        let mixed = spellings("a_b-c");
+        assert_eq!(mixed[0], "a_b-c");
+        let mut sorted = mixed.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a-b-c", "a-b_c", "a_b-c", "a_b_c"]);
+        assert_eq!(spellings("a-b-c-d-e"), ["a-b-c-d-e", "a_b_c_d_e"]);
+    }
+
+    #[test]
+    fn upstream_urls_are_checked() {
+        for bad in [
+            "https://index.crates.io/",
+            "sparse+ftp://x/",
+            "sparse+https://",
+            "sparse+not a url",
+            "sparse+https://x/?q=1",
+        ] {
+            assert!(UpstreamIndex::parse(bad).is_err(), "{bad}");
+        }
+        let index = UpstreamIndex::parse("sparse+http://127.0.0.1:9/reg/index").unwrap();
+        assert_eq!(index.as_str(), "sparse+http://127.0.0.1:9/reg/index/");
+        assert_eq!(
+            index.url("3/a/abc").unwrap().as_str(),
+            "http://127.0.0.1:9/reg/index/3/a/abc"
+        );
+    }
+
+    proptest::proptest! {
+        /// Every spelling is the same crate to crates.io; there are at most eight (nine with
+        /// the name itself), the name comes first and none repeats.
+        #[test]
+        fn spellings_are_bounded_and_equivalent(name in "[a-z][a-z0-9_-]{0,63}") {
+            let all = spellings(&name);
+            proptest::prop_assert_eq!(&all[0], &name);
+            proptest::prop_assert!(all.len() <= 8);
+            let canonical = depot_index::canonical_name(&name);
+            for spelling in &all {
+                proptest::prop_assert_eq!(depot_index::canonical_name(spelling), canonical.clone());
+            }
+            let unique: std::collections::HashSet<_> = all.iter().collect();
+            proptest::prop_assert_eq!(unique.len(), all.len());
+        }
+    }
 }

@@ -36,7 +36,20 @@ async fn scrape(depot: &TestDepot) -> BTreeMap<String, f64> {
 }
 
 async fn metrics_tell_the_story(setup: Setup) {
-    let depot = TestDepot::start_on(setup, &[]).await;
+    // The crates.io cache's upstream: one crate, whose download is missing.
+    let upstream = depot_testkit::StaticRegistry::start().await;
+    upstream.put_index_file(
+        "up/st/upstream-only",
+        format!(
+            "{{\"name\":\"upstream-only\",\"vers\":\"1.0.0\",\"deps\":[],\"cksum\":\"{}\",\
+             \"features\":{{}},\"yanked\":false}}\n",
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    );
+    let upstream_index = upstream.index_url();
+    let depot =
+        TestDepot::start_on(setup, &[("DEPOT_UPSTREAM_INDEX", upstream_index.as_str())]).await;
     let token = depot.token("alice").await;
     let krate = crate_bytes("metered", "1.0.0", "");
     let (status, json) = depot
@@ -73,6 +86,14 @@ async fn metrics_tell_the_story(setup: Setup) {
         .await
         .unwrap();
     assert_eq!(yank.status(), 200);
+    for _ in 0..2 {
+        let (status, _) = depot.get("/crates-io/index/up/st/upstream-only").await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = depot
+        .get("/crates-io/dl/upstream-only/1.0.0/download")
+        .await;
+    assert_eq!(status, 404, "upstream has no such download");
     // The lag sampler runs every 5 s.
     tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
 
@@ -217,6 +238,31 @@ async fn metrics_tell_the_story(setup: Setup) {
         ),
         1.0
     );
+    let cache = |result: &str| {
+        value(
+            &m,
+            &format!(r#"depot_upstream_requests_total{{kind="index",result="{result}"}}"#),
+        )
+    };
+    assert_eq!((cache("fetched"), cache("hit")), (1.0, 2.0));
+    assert_eq!(
+        value(
+            &m,
+            r#"depot_upstream_errors_total{kind="crate",reason="status"}"#
+        ),
+        1.0
+    );
+    assert!(value(&m, r#"depot_upstream_bytes_served_total{kind="index"}"#) > 100.0);
+    // Two index requests went upstream: the file fetched, and the dependency-confusion
+    // guard's question about `metered` before its first publish.
+    assert_eq!(
+        value(
+            &m,
+            r#"depot_upstream_fetch_duration_seconds_count{kind="index"}"#
+        ),
+        2.0
+    );
+    assert_eq!(cache("not_found"), 1.0);
     // Every declared metric is exported (labelled ones once they have a value).
     for spec in depot_telemetry::METRICS {
         assert!(

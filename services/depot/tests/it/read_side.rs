@@ -162,6 +162,7 @@ async fn startup_fails_fast_with_a_clear_message() {
         }
         cmd.arg("serve")
             .env("DEPOT_LISTEN", "127.0.0.1:0")
+            .env("DEPOT_UPSTREAM_INDEX", "off")
             .env("DEPOT_METRICS_LISTEN", "off")
             .envs(env.iter().copied());
         let started = Instant::now();

@@ -89,6 +89,9 @@ impl TestDepot {
             ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
             ("DEPOT_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info".into()),
+            // No test reaches the internet: the crates.io cache is off unless a test gives it
+            // a local upstream.
+            ("DEPOT_UPSTREAM_INDEX".into(), "off".into()),
         ];
         let bucket = match setup {
             Setup::S3 => {
@@ -561,6 +564,7 @@ impl TestDepot {
             ("DEPOT_LISTEN".into(), "127.0.0.1:0".into()),
             ("DEPOT_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info".into()),
+            ("DEPOT_UPSTREAM_INDEX".into(), "off".into()),
             ("DEPOT_NATS_URL".into(), nats_url.to_owned()),
             ("DEPOT_NATS_STREAM".into(), prefix.to_ascii_uppercase()),
             ("DEPOT_NATS_PREFIX".into(), prefix.clone()),
@@ -637,6 +641,18 @@ impl TestDepot {
             }
         }
         events
+    }
+
+    /// GETs `path` (from the root): (status, body).
+    pub(crate) async fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request to depot");
+        let status = res.status().as_u16();
+        (status, res.bytes().await.expect("body").to_vec())
     }
 
     /// GETs a `.crate` through the download endpoint: (status, bytes).

@@ -6,7 +6,9 @@ use depot_testkit::{CargoHome, CargoProject, StaticRegistry};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{Setup, TestDepot, crate_with_manifest, details, manifest};
+use crate::support::{
+    Setup, TestDepot, crate_bytes, crate_with_manifest, details, manifest, metadata, publish_body,
+};
 
 /// A small deterministic generator (xorshift), so every run checks the same odd files.
 struct Rng(u64);
@@ -146,17 +148,6 @@ async fn proxy_for(setup: Setup, upstream: &StaticRegistry, extra: &[(&str, &str
     TestDepot::start_on(setup, &env).await
 }
 
-async fn get(depot: &TestDepot, path: &str) -> (u16, Vec<u8>) {
-    let res = depot
-        .http
-        .get(format!("{}{path}", depot.url))
-        .send()
-        .await
-        .expect("request to depot");
-    let status = res.status().as_u16();
-    (status, res.bytes().await.expect("body").to_vec())
-}
-
 /// The value of one series on the metrics listener, 0 if absent.
 async fn metric(depot: &TestDepot, series: &str) -> f64 {
     let text = depot
@@ -177,19 +168,21 @@ async fn fidelity(setup: Setup) {
     let upstream = odd_upstream(300).await;
     let depot = proxy_for(setup, &upstream.registry, &[]).await;
 
-    let (status, config) = get(&depot, "/crates-io/index/config.json").await;
+    let (status, config) = depot.get("/crates-io/index/config.json").await;
     assert_eq!(status, 200);
     let config: Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config["dl"], json!(format!("{}/crates-io/dl", depot.url)));
 
     for (name, body) in &upstream.files {
         let path = format!("/crates-io/index/{}", depot_index::index_path(name));
-        let (status, served) = get(&depot, &path).await;
+        let (status, served) = depot.get(&path).await;
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&served));
         assert!(served == *body, "{path}: the proxy changed the bytes");
     }
     for (name, vers, bytes) in &upstream.crates {
-        let (status, served) = get(&depot, &format!("/crates-io/dl/{name}/{vers}/download")).await;
+        let (status, served) = depot
+            .get(&format!("/crates-io/dl/{name}/{vers}/download"))
+            .await;
         assert_eq!(
             status,
             200,
@@ -225,7 +218,9 @@ async fn fidelity(setup: Setup) {
         assert_eq!(res.status().as_u16(), 304, "{path}");
     }
     for (name, vers, bytes) in &upstream.crates {
-        let (_, served) = get(&depot, &format!("/crates-io/dl/{name}/{vers}/download")).await;
+        let (_, served) = depot
+            .get(&format!("/crates-io/dl/{name}/{vers}/download"))
+            .await;
         assert!(served == *bytes);
     }
     assert_eq!(upstream.registry.requests(), asked, "served from the cache");
@@ -287,10 +282,7 @@ async fn unknown_and_hostile_requests(setup: Setup) {
     // A name upstream does not have is remembered for a while: asked once.
     let before = upstream.registry.requests().index;
     for _ in 0..3 {
-        assert_eq!(
-            get(&depot, "/crates-io/index/ne/ve/never-heard").await.0,
-            404
-        );
+        assert_eq!(depot.get("/crates-io/index/ne/ve/never-heard").await.0, 404);
     }
     assert_eq!(upstream.registry.requests().index, before + 1);
 }
@@ -317,7 +309,7 @@ async fn revalidation_and_refusals(setup: Setup) {
     )
     .await;
     let index = format!("/crates-io/index/{path}");
-    assert_eq!(get(&depot, &index).await.1, v1.as_bytes());
+    assert_eq!(depot.get(&index).await.1, v1.as_bytes());
 
     // A new version upstream appears once the copy is older than max-age.
     let evil = b"not the bytes the index line promises".to_vec();
@@ -331,22 +323,14 @@ async fn revalidation_and_refusals(setup: Setup) {
     );
     registry.put_index_file(path, v2.as_bytes());
     registry.put_crate("fresh", "1.1.0", &evil);
-    assert_eq!(
-        get(&depot, &index).await.1,
-        v1.as_bytes(),
-        "fresh copy kept"
-    );
+    assert_eq!(depot.get(&index).await.1, v1.as_bytes(), "fresh copy kept");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(
-        get(&depot, &index).await.1,
-        v2.as_bytes(),
-        "new version seen"
-    );
+    assert_eq!(depot.get(&index).await.1, v2.as_bytes(), "new version seen");
 
     // Unchanged upstream: a conditional request, answered 304.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let before = registry.requests().not_modified;
-    assert_eq!(get(&depot, &index).await.1, v2.as_bytes());
+    assert_eq!(depot.get(&index).await.1, v2.as_bytes());
     assert_eq!(registry.requests().not_modified, before + 1);
 
     // A yank upstream is reflected.
@@ -361,7 +345,7 @@ async fn revalidation_and_refusals(setup: Setup) {
     );
     registry.put_index_file(path, yanked.as_bytes());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(get(&depot, &index).await.1, yanked.as_bytes(), "yank seen");
+    assert_eq!(depot.get(&index).await.1, yanked.as_bytes(), "yank seen");
 
     // A .crate whose sha256 is not its line's cksum is refused and nothing is stored.
     let res = depot
@@ -390,19 +374,16 @@ async fn revalidation_and_refusals(setup: Setup) {
         .await,
         1.0
     );
-    let (status, bytes) = get(&depot, "/crates-io/dl/fresh/1.0.0/download").await;
+    let (status, bytes) = depot.get("/crates-io/dl/fresh/1.0.0/download").await;
     assert_eq!((status, bytes), (200, good.clone()));
 
     // Upstream down: the stored copy is served stale, the stored crate too; what was never
     // fetched is a 502 in cargo's error format.
     registry.set_down(true);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(depot.get(&index).await, (200, yanked.clone().into_bytes()));
     assert_eq!(
-        get(&depot, &index).await,
-        (200, yanked.clone().into_bytes())
-    );
-    assert_eq!(
-        get(&depot, "/crates-io/dl/fresh/1.0.0/download").await,
+        depot.get("/crates-io/dl/fresh/1.0.0/download").await,
         (200, good)
     );
     let res = depot
@@ -495,7 +476,82 @@ async fn cargo_builds_through_the_cache_and_from_it_once_upstream_is_gone(setup:
     assert!(project.lockfile().unwrap().contains(middle.as_str()));
 }
 
+async fn publish(depot: &TestDepot, token: &str, name: &str, vers: &str) -> (u16, String) {
+    let (status, json) = depot
+        .publish_raw(
+            token,
+            publish_body(&metadata(name, vers), &crate_bytes(name, vers, "")),
+        )
+        .await;
+    (status, details(&json))
+}
+
+async fn dependency_confusion_guard(setup: Setup) {
+    let registry = StaticRegistry::start().await;
+    // Upstream has `shared_name` (underscore spelling): `shared-name` is the same crate there.
+    registry.put_index_file(
+        "sh/ar/shared_name",
+        format!(
+            "{{\"name\":\"shared_name\",\"vers\":\"0.1.0\",\"deps\":[],\"cksum\":\"{}\",\
+             \"features\":{{}},\"yanked\":false}}\n",
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    );
+    let depot = proxy_for(setup, &registry, &[]).await;
+    let token = depot.token("alice").await;
+
+    let (status, detail) = publish(&depot, &token, "shared-name", "1.0.0").await;
+    assert_eq!(status, 409, "{detail}");
+    assert!(detail.contains("dependency confusion"), "{detail}");
+    assert!(
+        detail.contains("depot mirror allow-name shared-name"),
+        "{detail}"
+    );
+    assert_eq!(
+        depot.index_file("shared-name").await.0,
+        404,
+        "nothing published"
+    );
+    let (status, detail) = publish(&depot, &token, "private-only", "1.0.0").await;
+    assert_eq!(status, 200, "{detail}");
+
+    // An admin allows the name: the first publish passes.
+    let (ok, out, err) = depot.depot(&["mirror", "allow-name", "shared-name"]);
+    assert!(ok, "{out}{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, detail) = publish(&depot, &token, "shared-name", "1.0.0").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 409, "{detail}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the permission never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The guard is about new crates only: withdrawn, the crate's next version still passes.
+    let (ok, out, err) = depot.depot(&["mirror", "allow-name", "shared-name", "--withdraw"]);
+    assert!(ok, "{out}{err}");
+    let (status, detail) = publish(&depot, &token, "shared-name", "1.0.1").await;
+    assert_eq!(status, 200, "{detail}");
+
+    // Upstream down and nothing cached about a name: refused until it can be checked.
+    registry.set_down(true);
+    let (status, detail) = publish(&depot, &token, "never-seen", "1.0.0").await;
+    assert_eq!(status, 503, "{detail}");
+    assert!(detail.contains("cannot tell"), "{detail}");
+    let (ok, out, _) = depot.depot(&["audit", "--crate", "shared-name"]);
+    assert!(
+        ok && out.contains("name allowed") && out.contains("name disallowed"),
+        "{out}"
+    );
+}
+
 on_both_setups!(
+    dependency_confusion_guard,
     fidelity,
     unknown_and_hostile_requests,
     revalidation_and_refusals,
