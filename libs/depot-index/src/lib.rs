@@ -10,6 +10,7 @@ mod digest;
 mod entry;
 mod login;
 mod name;
+pub mod upstream;
 mod version;
 
 pub use digest::{BlobKey, Checksum, DigestError};

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod config;
 mod http;
+mod mirror;
 mod roles;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -77,7 +78,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// The crates.io cache: names the dependency-confusion guard lets through.
+    /// The crates.io cache: pre-fetch (sync), export and import it; names the
+    /// dependency-confusion guard lets through.
     Mirror {
         #[command(subcommand)]
         command: MirrorCommand,
@@ -94,6 +96,36 @@ enum MirrorCommand {
         /// Withdraw an earlier permission instead.
         #[arg(long)]
         withdraw: bool,
+    },
+    /// Fetch through a running Depot every crates.io crate that lock files need (and the
+    /// crates named), so later builds find them in its cache.
+    Sync {
+        /// The Depot to fetch through; default: this Depot's public URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Sent as `Authorization` (a Depot that requires authentication).
+        #[arg(long, env = "DEPOT_MIRROR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A Cargo.lock, or a directory searched for them (repeatable).
+        #[arg(long = "lock")]
+        locks: Vec<std::path::PathBuf>,
+        /// Downloads at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Crates to fetch: NAME (its newest version that is not yanked) or NAME@VERSION.
+        crates: Vec<String>,
+    },
+    /// Write the cache (index files, crates and a manifest of their checksums) to DIR, to carry
+    /// across an air gap.
+    Export {
+        /// An empty or new directory.
+        dir: std::path::PathBuf,
+    },
+    /// Verify and load a cache written by `depot mirror export` (nothing is stored unless every
+    /// file matches the manifest).
+    Import {
+        /// The exported directory.
+        dir: std::path::PathBuf,
     },
 }
 
@@ -272,6 +304,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             MirrorCommand::AllowName { name, withdraw } => {
                 accounts::allow_upstream_name(&settings, &name, !withdraw).await
             }
+            MirrorCommand::Sync {
+                url,
+                token,
+                locks,
+                jobs,
+                crates,
+            } => {
+                anyhow::ensure!(
+                    !locks.is_empty() || !crates.is_empty(),
+                    "name crates or give --lock"
+                );
+                let url = url.unwrap_or_else(|| settings.public_url(settings.listen));
+                mirror::sync(mirror::SyncRequest {
+                    url,
+                    token,
+                    locks,
+                    crates,
+                    jobs,
+                })
+                .await
+            }
+            MirrorCommand::Export { dir } => mirror::export(&settings, &dir).await,
+            MirrorCommand::Import { dir } => mirror::import(&settings, &dir).await,
         },
         Command::Token { command } => match command {
             TokenCommand::Create {

@@ -20,7 +20,6 @@
 //! With the upstream `off`, the routes serve what is cached (an imported offline mirror) and
 //! never go out.
 
-mod line;
 mod routes;
 
 use std::collections::HashMap;
@@ -51,6 +50,9 @@ const ACTOR: &str = "depot:upstream";
 const MAX_CONFIG_SIZE: usize = 64 << 10;
 /// After an upstream failure, how long a stale copy is served before upstream is asked again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// Without an upstream, how long the stored copy of a file (or its absence) is remembered
+/// before the read models are asked again (an import may have added it).
+const OFFLINE_RECHECK: Duration = Duration::from_secs(2);
 /// Bookkeeping bytes counted per cached file on top of its body.
 const ENTRY_OVERHEAD: usize = 256;
 
@@ -376,9 +378,9 @@ impl Proxy {
     }
 
     /// The file known for `name`, however old.
-    fn known(&self, name: &str) -> Option<Option<Arc<ProxiedFile>>> {
+    fn known(&self, name: &str) -> Option<Arc<ProxiedFile>> {
         let mut files = self.files.lock().expect("upstream cache lock");
-        files.files.get(name).map(|known| known.file.clone())
+        files.files.get(name).and_then(|known| known.file.clone())
     }
 
     fn remember(&self, name: &str, file: Option<Arc<ProxiedFile>>, fresh_for: Duration) {
@@ -593,14 +595,15 @@ async fn refresh_index(
     name: CrateName,
 ) -> Result<Option<Arc<ProxiedFile>>, Failure> {
     let proxy = state.proxy();
+    // A remembered miss is asked again too: an import may have stored the file since.
     let known = match proxy.known(name.as_str()) {
-        Some(known) => known,
+        Some(known) => Some(known),
         None => load_stored(&state, &name).await?,
     };
     let config = &proxy.config;
     let Some(upstream) = &config.index else {
         count("index", "offline");
-        proxy.remember(name.as_str(), known.clone(), config.negative_ttl);
+        proxy.remember(name.as_str(), known.clone(), OFFLINE_RECHECK);
         return Ok(known);
     };
     let _turn = proxy.fetches.acquire().await.map_err(Failure::internal)?;
@@ -759,7 +762,7 @@ pub(crate) async fn crate_lookup(
             "crate `{name}` is not in the upstream registry"
         )));
     };
-    let Some((line_name, cksum)) = line::cksum_of(&file.body, vers) else {
+    let Some((line_name, cksum)) = depot_index::upstream::cksum_of(&file.body, vers) else {
         return Err(ApiError::not_found(format!(
             "crate `{name}` has no version `{vers}` in the upstream registry"
         )));
@@ -823,7 +826,7 @@ async fn fetch_crate(
         )));
     };
     let template = dl_template(proxy, upstream).await?;
-    let url = line::download_url(&template, &line_name, &vers, &cksum);
+    let url = depot_index::upstream::download_url(&template, &line_name, &vers, &cksum);
     let url = reqwest::Url::parse(&url)
         .map_err(|e| Failure::bad_gateway(format!("bad upstream download URL `{url}`: {e}")))?;
     let _turn = proxy.fetches.acquire().await.map_err(Failure::internal)?;

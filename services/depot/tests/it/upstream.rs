@@ -550,7 +550,92 @@ async fn dependency_confusion_guard(setup: Setup) {
     );
 }
 
+async fn air_gap_sync_export_import(setup: Setup) {
+    let registry = StaticRegistry::start().await;
+    add_real_crate(&registry, "leafy", "1.0.0", &[]);
+    add_real_crate(&registry, "leafy", "1.2.0", &[]);
+    let middle = add_real_crate(&registry, "middle", "1.0.0", &["leafy"]);
+    let connected = proxy_for(setup, &registry, &[]).await;
+
+    // The project's lock file (made where crates.io could be reached, through `connected`).
+    let consumer = || {
+        CargoProject::new_bin("consumer", "0.1.0")
+            .registry("mirror")
+            .append_manifest("[dependencies]\nmiddle = \"1\"\n")
+            .main_rs("fn main() { middle::middle(); }\n")
+    };
+    let index = format!("sparse+{}/crates-io/index/", connected.url);
+    let home = CargoHome::new("mirror", &index, None).mirroring_crates_io();
+    let project = consumer();
+    home.generate_lockfile(&project).await.assert_success();
+    let lock = project.lockfile().unwrap();
+
+    // Sync what the lock file needs (found by searching the project's directory), plus a crate
+    // named on the command line.
+    let dir = project.path().display().to_string();
+    let (ok, out, err) = connected.depot(&[
+        "mirror",
+        "sync",
+        "--url",
+        &connected.url,
+        "--lock",
+        &dir,
+        "leafy@1.0.0",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("synced 3 of 3 crates"), "{out}");
+    registry.stop();
+
+    let export = tempfile::tempdir().unwrap();
+    let exported = export.path().join("cache");
+    let exported_text = exported.display().to_string();
+    let (ok, out, err) = connected.depot(&["mirror", "export", &exported_text]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("exported 2 index files and 3 crates"), "{out}");
+
+    // Across the gap: a Depot that has no upstream at all.
+    let isolated = TestDepot::start_on(setup, &[]).await;
+    // A tampered export is refused whole.
+    let crate_file = exported.join("crates/middle/1.0.0.crate");
+    let original = std::fs::read(&crate_file).unwrap();
+    let mut tampered = original.clone();
+    tampered[10] ^= 1;
+    std::fs::write(&crate_file, &tampered).unwrap();
+    let (ok, out, err) = isolated.depot(&["mirror", "import", &exported_text]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    let upstream_events = |events: &[(u64, depot_events::Envelope)]| {
+        events
+            .iter()
+            .filter(|(_, e)| e.kind().starts_with("upstream_"))
+            .count()
+    };
+    assert_eq!(upstream_events(&isolated.events().await), 0);
+    std::fs::write(&crate_file, &original).unwrap();
+    let (ok, out, err) = isolated.depot(&["mirror", "import", &exported_text]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(upstream_events(&isolated.events().await), 5);
+
+    // The import is projected shortly; then cargo builds from the isolated Depot alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while isolated.get("/crates-io/index/mi/dd/middle").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let index = format!("sparse+{}/crates-io/index/", isolated.url);
+    let home = CargoHome::new("mirror", &index, None).mirroring_crates_io();
+    let project = consumer().file("Cargo.lock", &lock);
+    home.build(&project).await.assert_success();
+    assert!(project.lockfile().unwrap().contains(middle.as_str()));
+    let (ok, out, err) = isolated.depot(&["verify"]);
+    assert!(ok, "{out}{err}");
+}
+
 on_both_setups!(
+    air_gap_sync_export_import,
     dependency_confusion_guard,
     fidelity,
     unknown_and_hostile_requests,

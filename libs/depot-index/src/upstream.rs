@@ -1,6 +1,6 @@
-//! What the cache reads from upstream data it otherwise passes through untouched: the
-//! `cksum` of one version in an index file, and the download URL of a `.crate` (cargo's `dl`
-//! template). Both are total: any bytes in, an answer or `None` out, never a panic.
+//! What a cache of another registry reads from upstream data it otherwise passes through
+//! untouched: the `cksum` of one version in an index file, and the download URL of a `.crate`
+//! (cargo's `dl` template). Both are total: any bytes in, an answer out, never a panic.
 
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ struct LineFields<'a> {
 /// `vers` is exactly `vers` and whose `cksum` is 64 lowercase hex digits. Lines that are not
 /// JSON objects, or lack those fields, are skipped (a newer upstream may write lines this build
 /// cannot read).
-pub(crate) fn cksum_of(body: &[u8], vers: &str) -> Option<(String, String)> {
+pub fn cksum_of(body: &[u8], vers: &str) -> Option<(String, String)> {
     body.rsplit(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .filter_map(|line| serde_json::from_slice::<LineFields<'_>>(line).ok())
@@ -47,7 +47,7 @@ const MARKERS: [&str; 5] = [
 /// The download URL of `name` `vers` per a registry's `dl` template, as cargo builds it: the
 /// markers `{crate}`, `{version}`, `{prefix}`, `{lowerprefix}` and `{sha256-checksum}` are
 /// replaced; a template without any gets `/{crate}/{version}/download` appended.
-pub(crate) fn download_url(template: &str, name: &str, vers: &str, cksum: &str) -> String {
+pub fn download_url(template: &str, name: &str, vers: &str, cksum: &str) -> String {
     if !MARKERS.iter().any(|marker| template.contains(marker)) {
         return format!("{}/{name}/{vers}/download", template.trim_end_matches('/'));
     }
