@@ -255,6 +255,10 @@ pub(crate) struct Settings {
     )]
     pub upstream_timeout_secs: NonZeroU64,
 
+    /// Largest upstream index file accepted (suffixes allowed).
+    #[arg(long, env = "DEPOT_UPSTREAM_MAX_INDEX_SIZE", default_value = "32MiB", value_parser = parse_size, global = true)]
+    pub upstream_max_index_size: u64,
+
     /// Refuse the first publish of a crate whose name (in any `-`/`_` spelling) exists in the
     /// upstream registry, unless an admin allowed it (`depot mirror allow-name`): the
     /// dependency-confusion guard.
@@ -745,6 +749,7 @@ impl Settings {
             max_crate_size: self.max_crate_size,
             token: self.upstream_token.clone(),
             guard: self.upstream_guard,
+            max_index_size: self.upstream_max_index_size,
             ..depot_api::UpstreamConfig::default()
         })
     }

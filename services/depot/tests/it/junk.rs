@@ -41,7 +41,7 @@ fn junk_path(i: usize) -> String {
 
 /// Sends the requests `range` with `CONCURRENCY` in flight on keep-alive connections; returns
 /// how many were answered 404 in cargo's format.
-async fn flood(depot: &TestDepot, range: std::ops::Range<usize>) -> usize {
+async fn flood(depot: &TestDepot, index: &str, range: std::ops::Range<usize>) -> usize {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
@@ -49,7 +49,7 @@ async fn flood(depot: &TestDepot, range: std::ops::Range<usize>) -> usize {
     futures::stream::iter(range)
         .map(|i| {
             let client = client.clone();
-            let url = format!("{}/index/{}", depot.url, junk_path(i));
+            let url = format!("{}{index}{}", depot.url, junk_path(i));
             async move {
                 let res = client.get(url).send().await.expect("the server answers");
                 let status = res.status().as_u16();
@@ -74,9 +74,9 @@ async fn junk_index_requests_keep_memory_bounded(setup: Setup) {
 
     // Warm up connections, allocator arenas and the database pool first.
     let warm = 5_000;
-    assert_eq!(flood(&depot, 0..warm).await, warm);
+    assert_eq!(flood(&depot, "/index/", 0..warm).await, warm);
     let before = rss_kib(depot.pid());
-    let answered = flood(&depot, warm..warm + JUNK_REQUESTS).await;
+    let answered = flood(&depot, "/index/", warm..warm + JUNK_REQUESTS).await;
     let after = rss_kib(depot.pid());
     assert_eq!(
         answered, JUNK_REQUESTS,
@@ -90,6 +90,31 @@ async fn junk_index_requests_keep_memory_bounded(setup: Setup) {
     );
     let (status, index) = depot.index_file("real").await;
     assert_eq!(status, 200, "{index}");
+}
+
+/// The same through the crates.io cache, whose upstream knows none of the names: every
+/// answer is a cargo 404, upstream is asked at most once per name, and the remembered misses
+/// stay within the cache's bounds.
+async fn junk_upstream_requests_keep_memory_bounded(setup: Setup) {
+    let upstream = depot_testkit::StaticRegistry::start().await;
+    let index = upstream.index_url();
+    let depot = TestDepot::start_on(setup, &[("DEPOT_UPSTREAM_INDEX", index.as_str())]).await;
+    let (warm, junk) = (3_000, 20_000);
+    assert_eq!(flood(&depot, "/crates-io/index/", 0..warm).await, warm);
+    let before = rss_kib(depot.pid());
+    let answered = flood(&depot, "/crates-io/index/", warm..warm + junk).await;
+    let after = rss_kib(depot.pid());
+    assert_eq!(answered, junk, "every junk request gets a cargo 404");
+    let growth = after.saturating_sub(before);
+    println!("VmRSS {before} KiB before, {after} KiB after {junk} junk requests upstream");
+    assert!(
+        growth < MAX_GROWTH_KIB,
+        "RSS grew by {growth} KiB ({before} → {after} KiB) over {junk} junk requests"
+    );
+    assert!(
+        upstream.requests().index <= warm + junk,
+        "no request was amplified"
+    );
 }
 
 async fn a_burst_beyond_the_rate_limit_gets_429(setup: Setup) {
@@ -222,6 +247,7 @@ async fn long_search_queries_and_owner_lists_are_refused(setup: Setup) {
 
 on_both_setups!(
     junk_index_requests_keep_memory_bounded,
+    junk_upstream_requests_keep_memory_bounded,
     a_burst_beyond_the_rate_limit_gets_429,
     long_search_queries_and_owner_lists_are_refused,
 );

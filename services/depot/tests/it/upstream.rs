@@ -634,7 +634,95 @@ async fn air_gap_sync_export_import(setup: Setup) {
     assert!(ok, "{out}{err}");
 }
 
+async fn hostile_upstreams(setup: Setup) {
+    // Upstream sends an index file over the limit and a .crate over the limit.
+    let registry = StaticRegistry::start().await;
+    let big = vec![b'x'; 3000];
+    registry.put_index_file("bi/g-/big-index", &big);
+    let krate = vec![7u8; 5000];
+    registry.put_index_file(
+        "bi/g-/big-crate",
+        format!(
+            "{{\"name\":\"big-crate\",\"vers\":\"1.0.0\",\"cksum\":\"{}\"}}\n",
+            sha256_hex(&krate)
+        )
+        .as_bytes(),
+    );
+    registry.put_crate("big-crate", "1.0.0", &krate);
+    let depot = proxy_for(
+        setup,
+        &registry,
+        &[
+            ("DEPOT_UPSTREAM_MAX_INDEX_SIZE", "2KiB"),
+            ("DEPOT_MAX_CRATE_SIZE", "4KiB"),
+        ],
+    )
+    .await;
+    let (status, body) = depot.get("/crates-io/index/bi/g-/big-index").await;
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = depot.get("/crates-io/dl/big-crate/1.0.0/download").await;
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("size limit"));
+    let blobs = depot.blobs().await;
+    assert!(
+        blobs
+            .size_of(&depot_store::BlobStore::key_for(&sha256_hex(&krate)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Upstream's config.json points downloads somewhere that is not http(s).
+    let registry = StaticRegistry::start().await;
+    registry.put_index_file("config.json", br#"{"dl":"file:///etc/{crate}"}"#);
+    registry.put_index_file(
+        "3/a/abc",
+        format!(
+            "{{\"name\":\"abc\",\"vers\":\"1.0.0\",\"cksum\":\"{}\"}}\n",
+            sha256_hex(b"abc")
+        )
+        .as_bytes(),
+    );
+    let depot = proxy_for(setup, &registry, &[]).await;
+    let (status, body) = depot.get("/crates-io/dl/abc/1.0.0/download").await;
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("config.json"));
+
+    // Any path under the cache's routes: an answer in cargo's format, never a server error.
+    let mut rng = Rng(0x51_7cc1_b727_220a);
+    let alphabet = b"abcAB-_./%0123456789~+@ \x00\xff";
+    for _ in 0..300 {
+        let len = rng.below(40) as usize;
+        let junk: String = (0..len)
+            .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_./~+@".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        for prefix in ["/crates-io/index/", "/crates-io/dl/"] {
+            let res = depot
+                .http
+                .get(format!("{}{prefix}{junk}", depot.url))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap();
+            assert!(status < 500, "{prefix}{junk}: {status} {text}");
+            if status >= 400 {
+                let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                assert!(!details(&json).is_empty(), "{prefix}{junk}: {text}");
+            }
+        }
+    }
+}
+
 on_both_setups!(
+    hostile_upstreams,
     air_gap_sync_export_import,
     dependency_confusion_guard,
     fidelity,
