@@ -274,22 +274,22 @@ impl CargoHome {
         registries.insert(self.registry.clone(), registry.into());
         config.insert("registries".into(), registries.into());
 
+        // crates.io is replaced by an empty directory, or (a registry that caches crates.io)
+        // by the registry itself, by its name in `[registries]`, so cargo sends its token.
         let mut crates_io = Table::new();
-        let mut replacement = Table::new();
-        let replacement_name = if self.mirrors_crates_io {
-            replacement.insert("registry".into(), self.index_url.clone().into());
-            format!("{}-mirror", self.registry)
+        let mut source = Table::new();
+        if self.mirrors_crates_io {
+            crates_io.insert("replace-with".into(), self.registry.clone().into());
         } else {
-            replacement.insert(
+            crates_io.insert("replace-with".into(), NO_CRATES_IO.into());
+            let mut no_crates_io = Table::new();
+            no_crates_io.insert(
                 "directory".into(),
                 self.no_crates_io.to_string_lossy().into_owned().into(),
             );
-            NO_CRATES_IO.to_owned()
-        };
-        crates_io.insert("replace-with".into(), replacement_name.clone().into());
-        let mut source = Table::new();
+            source.insert(NO_CRATES_IO.into(), no_crates_io.into());
+        }
         source.insert("crates-io".into(), crates_io.into());
-        source.insert(replacement_name, replacement.into());
         config.insert("source".into(), source.into());
 
         let mut net = Table::new();

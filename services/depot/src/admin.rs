@@ -455,6 +455,12 @@ async fn referenced_blobs(
                 Event::VersionAccepted(accepted) => {
                     referenced.extend(accepted.metadata.readme_blob.clone());
                 }
+                Event::UpstreamIndexStored(stored) => {
+                    referenced.insert(stored.blob.clone());
+                }
+                Event::UpstreamCrateStored(stored) => {
+                    referenced.insert(BlobStore::key_for(&stored.cksum));
+                }
                 _ => {}
             }
             if stored.seq >= head {

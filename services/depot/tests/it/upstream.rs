@@ -466,13 +466,19 @@ async fn cargo_builds_through_the_cache_and_from_it_once_upstream_is_gone(setup:
     }
     assert!(lock.contains("version = \"1.2.0\""), "newest leafy: {lock}");
     home.run(&project, &["fetch"]).await.assert_success();
-    home.build(&project).await.assert_success();
+    home.build(&project)
+        .await
+        .assert_success()
+        .assert_stderr_contains("Compiling middle v1.0.0");
 
     // Upstream gone: a fresh cargo home (nothing cached by cargo) builds from Depot's cache.
     registry.stop();
     let home = CargoHome::new("mirror", &index, None).mirroring_crates_io();
     let project = consumer();
-    home.build(&project).await.assert_success();
+    home.build(&project)
+        .await
+        .assert_success()
+        .assert_stderr_contains("Compiling middle v1.0.0");
     assert!(project.lockfile().unwrap().contains(middle.as_str()));
 }
 
@@ -628,7 +634,10 @@ async fn air_gap_sync_export_import(setup: Setup) {
     let index = format!("sparse+{}/crates-io/index/", isolated.url);
     let home = CargoHome::new("mirror", &index, None).mirroring_crates_io();
     let project = consumer().file("Cargo.lock", &lock);
-    home.build(&project).await.assert_success();
+    home.build(&project)
+        .await
+        .assert_success()
+        .assert_stderr_contains("Compiling middle v1.0.0");
     assert!(project.lockfile().unwrap().contains(middle.as_str()));
     let (ok, out, err) = isolated.depot(&["verify"]);
     assert!(ok, "{out}{err}");
@@ -721,7 +730,29 @@ async fn hostile_upstreams(setup: Setup) {
     }
 }
 
+/// With `auth-required`, cargo sends the replacement registry's token to the cache.
+async fn cargo_through_the_cache_with_auth_required(setup: Setup) {
+    let registry = StaticRegistry::start().await;
+    add_real_crate(&registry, "leafy", "1.0.0", &[]);
+    add_real_crate(&registry, "middle", "1.0.0", &["leafy"]);
+    let depot = proxy_for(setup, &registry, &[("DEPOT_AUTH_REQUIRED", "true")]).await;
+    let token = depot.token("alice").await;
+    let index = format!("sparse+{}/crates-io/index/", depot.url);
+    let project = CargoProject::new_bin("consumer", "0.1.0")
+        .registry("mirror")
+        .append_manifest("[dependencies]\nmiddle = \"1\"\n")
+        .main_rs("fn main() { middle::middle(); }\n");
+    let anonymous = CargoHome::new("mirror", &index, None).mirroring_crates_io();
+    anonymous.build(&project).await.assert_failure();
+    let home = CargoHome::new("mirror", &index, Some(&token)).mirroring_crates_io();
+    home.build(&project)
+        .await
+        .assert_success()
+        .assert_stderr_contains("Compiling middle v1.0.0");
+}
+
 on_both_setups!(
+    cargo_through_the_cache_with_auth_required,
     hostile_upstreams,
     air_gap_sync_export_import,
     dependency_confusion_guard,
