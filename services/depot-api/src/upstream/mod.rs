@@ -1035,6 +1035,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any text: a URL or an error, never a panic; a parsed URL is `sparse+http(s)://…/`.
+        #[test]
+        fn any_upstream_text_is_safe(text in "(sparse\\+)?(https?://)?[ -~]{0,60}") {
+            if let Ok(index) = UpstreamIndex::parse(&text) {
+                proptest::prop_assert!(index.as_str().starts_with("sparse+http"));
+                proptest::prop_assert!(index.as_str().ends_with('/'));
+                proptest::prop_assert!(index.url("config.json").is_ok());
+            }
+        }
+
         /// Every spelling is the same crate to crates.io; there are at most eight (nine with
         /// the name itself), the name comes first and none repeats.
         #[test]

@@ -601,6 +601,20 @@ async fn air_gap_sync_export_import(setup: Setup) {
 
     // Across the gap: a Depot that has no upstream at all.
     let isolated = TestDepot::start_on(setup, &[]).await;
+    // Hostile manifests are refused before anything is read through them.
+    let hostile = tempfile::tempdir().unwrap();
+    for manifest in [
+        "not json".to_owned(),
+        r#"{"format":1,"upstream":"x","index":[{"name":"../../etc","sha256":"00","size":1}],"crates":[]}"#.to_owned(),
+        r#"{"format":1,"upstream":"x","index":[],"crates":[{"name":"a","vers":"1.0.0/../../x","cksum":"00","size":1}]}"#.to_owned(),
+        r#"{"format":9,"upstream":"x","index":[],"crates":[]}"#.to_owned(),
+    ] {
+        std::fs::write(hostile.path().join("manifest.json"), &manifest).unwrap();
+        let dir = hostile.path().display().to_string();
+        let (ok, out, err) = isolated.depot(&["mirror", "import", &dir]);
+        assert!(!ok, "{manifest}: {out}");
+        assert!(err.contains("error:"), "{manifest}: {err}");
+    }
     // A tampered export is refused whole.
     let crate_file = exported.join("crates/middle/1.0.0.crate");
     let original = std::fs::read(&crate_file).unwrap();
