@@ -53,6 +53,8 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 /// Without an upstream, how long the stored copy of a file (or its absence) is remembered
 /// before the read models are asked again (an import may have added it).
 const OFFLINE_RECHECK: Duration = Duration::from_secs(2);
+/// Upstream fetches in progress (running or waiting for a turn) per kind and api process.
+const MAX_FLIGHTS: usize = 1024;
 /// Bookkeeping bytes counted per cached file on top of its body.
 const ENTRY_OVERHEAD: usize = 256;
 
@@ -304,22 +306,43 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     }
 
     /// The outcome of the fetch of `key`: joins the one in progress, or spawns `work` (which
-    /// then runs to its end even if every request waiting on it goes away).
+    /// then runs to its end even if every request waiting on it goes away). Refused (503) when
+    /// [`MAX_FLIGHTS`] fetches are in progress already: fetches outlive their requests, so
+    /// without a cap a flood of names upstream answers slowly would pile up tasks.
     fn run(
         &self,
         key: String,
         work: impl Future<Output = Result<T, Failure>> + Send + 'static,
-    ) -> Flight<T> {
+    ) -> Result<Flight<T>, ApiError> {
         let mut running = self.running.lock().expect("flights lock");
         if let Some(flight) = running.get(&key) {
-            return flight.clone();
+            return Ok(flight.clone());
         }
-        let map = Arc::clone(&self.running);
-        let done_key = key.clone();
+        if running.len() >= MAX_FLIGHTS {
+            return Err(ApiError::unavailable(
+                "too many requests to the upstream registry are in progress; try again shortly",
+            )
+            .with_retry_after(RETRY_AFTER_FAILURE));
+        }
+        // Leaves the map when the task ends, however it ends (a panic included).
+        struct Done<T> {
+            running: Arc<Mutex<HashMap<String, Flight<T>>>>,
+            key: String,
+        }
+        impl<T> Drop for Done<T> {
+            fn drop(&mut self) {
+                if let Ok(mut running) = self.running.lock() {
+                    running.remove(&self.key);
+                }
+            }
+        }
+        let done = Done {
+            running: Arc::clone(&self.running),
+            key: key.clone(),
+        };
         let task = tokio::spawn(async move {
-            let outcome = work.await;
-            map.lock().expect("flights lock").remove(&done_key);
-            outcome
+            let _done = done;
+            work.await
         });
         let flight = async move {
             task.await
@@ -328,7 +351,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         .boxed()
         .shared();
         running.insert(key, flight.clone());
-        flight
+        Ok(flight)
     }
 }
 
@@ -520,8 +543,8 @@ async fn fetch_index(
     }
 }
 
-/// Appends an event about `name` to the log.
-async fn record(state: &AppState, name: &CrateName, event: Event, msg_id: String) {
+/// Appends an event about `name` to the log; false if it could not (logged).
+async fn record(state: &AppState, name: &CrateName, event: Event, msg_id: String) -> bool {
     let envelope = Envelope::new(ACTOR, event);
     let kind = envelope.kind().to_owned();
     let subject = depot_events::subject::upstream(name);
@@ -542,10 +565,14 @@ async fn record(state: &AppState, name: &CrateName, event: Event, msg_id: String
                     .with_label_values(&[kind.as_str()])
                     .inc();
             }
+            true
         }
         // The bytes are stored and served; the next request records them again.
-        Err(e) => tracing::warn!(error = %e, krate.name = %name, event.kind = %kind,
-            "could not record what the upstream cache stored"),
+        Err(e) => {
+            tracing::warn!(error = %e, krate.name = %name, event.kind = %kind,
+                "could not record what the upstream cache stored");
+            false
+        }
     }
 }
 
@@ -584,7 +611,7 @@ pub(crate) async fn index_lookup(
     }
     let flight = proxy
         .index_flights
-        .run(name.to_string(), refresh_index(state.clone(), name.clone()));
+        .run(name.to_string(), refresh_index(state.clone(), name.clone()))?;
     Ok(flight.await?)
 }
 
@@ -638,7 +665,10 @@ async fn refresh_index(
                     last_modified: file.upstream_last_modified.clone(),
                     upstream: upstream.as_str().to_owned(),
                 });
-                record(&state, &name, event, uuid::Uuid::now_v7().to_string()).await;
+                if !record(&state, &name, event, uuid::Uuid::now_v7().to_string()).await {
+                    // Served, but not remembered: the next request fetches and records it.
+                    return Ok(Some(file));
+                }
             }
             proxy.remember(name.as_str(), Some(file.clone()), config.max_age);
             Ok(Some(file))
@@ -784,7 +814,7 @@ pub(crate) async fn crate_lookup(
             vers.to_owned(),
             cksum,
         ),
-    );
+    )?;
     Ok(flight.await?)
 }
 
@@ -816,7 +846,7 @@ async fn fetch_crate(
     // The same bytes may be stored already (fetched by another process, or imported).
     if let Some(size) = state.inner.blobs.size_of(&key).await? {
         count("crate", "hit");
-        record(&state, &name, stored(size), msg_id).await;
+        let _ = record(&state, &name, stored(size), msg_id).await;
         return Ok(CachedCrate { key, size });
     }
     let Some(upstream) = &config.index else {
@@ -839,7 +869,7 @@ async fn fetch_crate(
     match outcome {
         Ok(size) => {
             count("crate", "fetched");
-            record(&state, &name, stored(size), msg_id).await;
+            let _ = record(&state, &name, stored(size), msg_id).await;
             Ok(CachedCrate { key, size })
         }
         Err(Refusal::Mismatch(actual)) => {
@@ -1013,6 +1043,39 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, ["a-b-c", "a-b_c", "a_b-c", "a_b_c"]);
         assert_eq!(spellings("a-b-c-d-e"), ["a-b-c-d-e", "a_b_c_d_e"]);
+    }
+
+    #[tokio::test]
+    async fn fetches_are_shared_leave_when_done_and_are_capped() {
+        let flights: Flights<u32> = Flights::new();
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let first = flights
+            .run("a".into(), async move {
+                let _ = wait.await;
+                Ok(7)
+            })
+            .unwrap();
+        // A second request for the same key joins the first fetch (its own work never runs).
+        let second = flights.run("a".into(), async { Ok(8) }).unwrap();
+        release.send(()).unwrap();
+        assert_eq!((first.await.unwrap(), second.await.unwrap()), (7, 7));
+        // A panicking fetch is an error for its waiters and leaves the map all the same.
+        let panicked = flights
+            .run("b".into(), async { panic!("a fetch panicked") })
+            .unwrap();
+        assert!(panicked.await.is_err());
+        tokio::task::yield_now().await;
+        assert!(flights.running.lock().unwrap().is_empty());
+        // Beyond the cap, a new key is refused instead of queued.
+        let mut held = Vec::new();
+        for i in 0..MAX_FLIGHTS {
+            held.push(flights.run(i.to_string(), std::future::pending()).unwrap());
+        }
+        let refused = flights.run("one more".into(), async { Ok(1) });
+        assert_eq!(
+            refused.unwrap_err().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]
