@@ -48,7 +48,7 @@ pub(crate) struct DownloadCacheBounds {
 
 /// What a version resolves to.
 #[derive(Debug, Clone)]
-enum Target {
+pub(crate) enum Target {
     /// The whole `.crate`, served from memory.
     Bytes(Bytes),
     /// A larger `.crate`: its blob key and size, streamed from the blob store.
@@ -118,16 +118,16 @@ impl DownloadCache {
     }
 
     /// Whether a crate of `len` bytes is kept in memory.
-    fn keeps_bytes(&self, len: u64) -> bool {
+    pub(crate) fn keeps_bytes(&self, len: u64) -> bool {
         usize::try_from(len).is_ok_and(|len| len <= self.max_crate)
     }
 
-    fn get(&self, key: &str) -> Option<Target> {
+    pub(crate) fn get(&self, key: &str) -> Option<Target> {
         let mut slots = self.slots.lock().expect("download cache lock");
         slots.entries.get(key).map(|slot| slot.target.clone())
     }
 
-    fn insert(&self, key: String, target: Target) {
+    pub(crate) fn insert(&self, key: String, target: Target) {
         let cost = target.cost(&key);
         let mut slots = self.slots.lock().expect("download cache lock");
         if cost > self.max_bytes {

@@ -79,9 +79,11 @@ pub struct UpstreamConfig {
     pub token: Option<String>,
     /// Upstream fetches running at once in this process; more wait for a turn.
     pub max_fetches: usize,
-    /// Memory for index files, in bytes (bodies and bookkeeping).
+    /// Memory for index files, in bytes (bodies and bookkeeping); as much again for the bytes of
+    /// small stored crates.
     pub cache_bytes: usize,
-    /// Index files (and remembered misses) kept in memory.
+    /// Index files (and remembered misses) kept in memory; as many stored crates too (within
+    /// another `cache_bytes`).
     pub cache_entries: usize,
     /// The dependency-confusion guard: refuse the first publish of a crate whose name (in any
     /// `-`/`_` spelling) exists upstream, unless an admin allowed the name.
@@ -190,8 +192,8 @@ impl ProxiedFile {
 /// An upstream `.crate` in the blob store.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedCrate {
-    key: String,
-    size: u64,
+    pub(crate) key: String,
+    pub(crate) size: u64,
 }
 
 /// Why the cache could not answer; shared by every request waiting on the same fetch.
@@ -366,6 +368,9 @@ pub(crate) struct Proxy {
     index_flights: Flights<Option<Arc<ProxiedFile>>>,
     crate_flights: Flights<CachedCrate>,
     fetches: Arc<Semaphore>,
+    /// Stored crates: the bytes of small ones, the blob of larger ones (a stored upstream
+    /// version never changes, so nothing is invalidated).
+    crates: crate::downloads::DownloadCache,
 }
 
 impl Proxy {
@@ -388,6 +393,10 @@ impl Proxy {
             index_flights: Flights::new(),
             crate_flights: Flights::new(),
             fetches: Arc::new(Semaphore::new(config.max_fetches.max(1))),
+            crates: crate::downloads::DownloadCache::new(crate::downloads::DownloadCacheBounds {
+                max_bytes: config.cache_bytes,
+                max_entries: NonZeroUsize::new(config.cache_entries).unwrap_or(NonZeroUsize::MIN),
+            }),
             client,
             config,
         }

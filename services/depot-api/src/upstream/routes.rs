@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use depot_store::BlobBody;
 use serde_json::json;
 
+use crate::downloads::Target;
 use crate::extract::VersionPath;
 use crate::{ApiError, AppState};
 
@@ -85,7 +86,25 @@ pub(crate) async fn download(
 ) -> Result<Response, ApiError> {
     crate::auth::reader(&state, &headers).await?;
     let name = name.to_lowercase();
-    let cached = super::crate_lookup(&state, &name, vers.as_str()).await?;
+    let proxy = state.proxy();
+    let memory_key = format!("{name} {vers}");
+    let cached = match proxy.crates.get(&memory_key) {
+        Some(Target::Bytes(bytes)) => {
+            super::count("crate", "hit");
+            served("crate", bytes.len() as u64);
+            let len = bytes.len() as u64;
+            return Ok(crate::downloads::crate_response(
+                &state,
+                len,
+                Body::from(bytes),
+            ));
+        }
+        Some(Target::Blob { key, len }) => {
+            super::count("crate", "hit");
+            super::CachedCrate { key, size: len }
+        }
+        None => super::crate_lookup(&state, &name, vers.as_str()).await?,
+    };
     let Some(body) = state.inner.blobs.read_body(&cached.key).await? else {
         return Err(ApiError::internal(format!(
             "blob {} of upstream {name} {vers} is missing from the blob store",
@@ -101,8 +120,28 @@ pub(crate) async fn download(
     }
     served("crate", len);
     let body = match body {
-        BlobBody::Whole(bytes) => Body::from(bytes),
-        BlobBody::Chunks { chunks, .. } => Body::from_stream(chunks),
+        BlobBody::Whole(bytes) => {
+            let target = if proxy.crates.keeps_bytes(len) {
+                Target::Bytes(bytes.clone())
+            } else {
+                Target::Blob {
+                    key: cached.key,
+                    len,
+                }
+            };
+            proxy.crates.insert(memory_key, target);
+            Body::from(bytes)
+        }
+        BlobBody::Chunks { chunks, .. } => {
+            proxy.crates.insert(
+                memory_key,
+                Target::Blob {
+                    key: cached.key,
+                    len,
+                },
+            );
+            Body::from_stream(chunks)
+        }
     };
     Ok(crate::downloads::crate_response(&state, len, body))
 }
