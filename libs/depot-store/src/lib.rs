@@ -24,7 +24,7 @@ pub use error::StoreError;
 pub use lease::ProjectorLease;
 pub use projection::{AcceptedVersion, CrateSave, ProjectionTx, Target};
 pub use store::{
-    CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit, Store, StoredVersion,
-    TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,
+    CrateDownloads, CrateInfo, CrateVersions, Generation, IndexFileRow, PendingVersion, SearchHit,
+    Store, StoredVersion, TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,
 };
 pub use upstream::{UpstreamCrateRow, UpstreamIndexRow};

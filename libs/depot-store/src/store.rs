@@ -126,6 +126,26 @@ pub struct VersionSummary {
     pub yanked: bool,
 }
 
+/// A crate's download counts (see [`Store::crate_downloads`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrateDownloads {
+    /// Each version's total.
+    pub totals: Vec<(String, u64)>,
+    /// (version, day since the Unix epoch, downloads), oldest day first.
+    pub days: Vec<(String, i64, u64)>,
+}
+
+/// What the crate row says of a crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrateInfo {
+    /// The description of its newest version, if any.
+    pub description: Option<String>,
+    /// Its newest version.
+    pub max_version: Option<String>,
+    /// When its last event happened.
+    pub updated_at: Timestamp,
+}
+
 /// A crate's accepted versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrateVersions {
@@ -716,6 +736,7 @@ impl Store {
 
     /// Adds download counts (batched by the api).
     pub async fn add_downloads(&self, counts: &[(String, String, u64)]) -> Result<(), StoreError> {
+        let day = Timestamp::now().unix_seconds().div_euclid(86_400);
         let mut tx = self.db.begin().await?;
         for (canon, vers, count) in counts {
             on_tx!(&mut tx, conn => {
@@ -726,11 +747,76 @@ impl Store {
                 .bind(canon)
                 .bind(vers)
                 .bind(to_i64(*count))
-                .execute(conn)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO download_days (canon, vers, day, count) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (canon, vers, day) \
+                     DO UPDATE SET count = download_days.count + EXCLUDED.count",
+                )
+                .bind(canon)
+                .bind(vers)
+                .bind(day)
+                .bind(to_i64(*count))
+                .execute(&mut *conn)
                 .await?;
             });
         }
         tx.commit().await
+    }
+
+    /// A crate's downloads: the total of each version that has any, and the counts per
+    /// version and UTC day (days since the Unix epoch) from `since_day` on, oldest first.
+    pub async fn crate_downloads(
+        &self,
+        canon: &str,
+        since_day: i64,
+    ) -> Result<CrateDownloads, StoreError> {
+        type Rows = (Vec<(String, i64)>, Vec<(String, i64, i64)>);
+        let (totals, days): Rows = on_read!(&self.db, pool => {
+            let totals = sqlx::query_as("SELECT vers, count FROM downloads WHERE canon = $1")
+                .bind(canon)
+                .fetch_all(pool)
+                .await?;
+            let days = sqlx::query_as(
+                "SELECT vers, day, count FROM download_days WHERE canon = $1 AND day >= $2 \
+                 ORDER BY day, vers",
+            )
+            .bind(canon)
+            .bind(since_day)
+            .fetch_all(pool)
+            .await?;
+            (totals, days)
+        });
+        Ok(CrateDownloads {
+            totals: totals
+                .into_iter()
+                .map(|(vers, count)| (vers, to_u64(count)))
+                .collect(),
+            days: days
+                .into_iter()
+                .map(|(vers, day, count)| (vers, day, to_u64(count)))
+                .collect(),
+        })
+    }
+
+    /// A crate's description, newest version and last change (active generation).
+    pub async fn crate_info(&self, canon: &str) -> Result<Option<CrateInfo>, StoreError> {
+        let row: Option<(Option<String>, Option<String>, i64)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT description, max_version, updated_at FROM crates WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1"
+            ))
+            .bind(canon)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(description, max_version, updated_at)| CrateInfo {
+            description,
+            max_version,
+            updated_at: Timestamp::from_unix_millis(updated_at),
+        }))
     }
 
     /// The blob key of an accepted version, for downloads (active generation).

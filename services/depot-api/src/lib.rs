@@ -17,6 +17,7 @@ mod metrics;
 mod oidc;
 mod publish;
 mod rate_limit;
+mod stats;
 mod tokens;
 mod trusted;
 mod upstream;
@@ -253,6 +254,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/crates/{name}/{version}/unyank",
             put(crates::unyank),
+        )
+        .route("/api/v1/crates/{name}", get(stats::crate_info))
+        .route(
+            "/api/v1/crates/{name}/downloads",
+            get(stats::crate_downloads),
         )
         .route(
             "/api/v1/crates/{name}/owners",

@@ -135,6 +135,8 @@ enum Route {
     Download,
     Search,
     OwnersList,
+    CrateInfo,
+    CrateDownloads,
     Me,
     PublishUpdate,
     PublishNew,
@@ -159,12 +161,14 @@ enum Route {
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 27] = [
+const EVERY_ROUTE: [Route; 29] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
     Route::Search,
     Route::OwnersList,
+    Route::CrateInfo,
+    Route::CrateDownloads,
     Route::Me,
     Route::PublishUpdate,
     Route::PublishNew,
@@ -198,6 +202,8 @@ impl Route {
             Route::Download => "`GET /api/v1/crates/acme-core/1.0.0/download`",
             Route::Search => "`GET /api/v1/crates?q=…`",
             Route::OwnersList => "`GET /api/v1/crates/acme-core/owners`",
+            Route::CrateInfo => "`GET /api/v1/crates/acme-core`",
+            Route::CrateDownloads => "`GET /api/v1/crates/acme-core/downloads`",
             Route::Me => "`GET /api/v1/me`",
             Route::PublishUpdate => "`PUT /api/v1/crates/new` (new version of `acme-core`)",
             Route::PublishNew => "`PUT /api/v1/crates/new` (new crate `acme-…`)",
@@ -242,6 +248,8 @@ impl Route {
             ),
             Route::Search => ("GET", "/api/v1/crates?q=c&per_page=100".into(), vec![]),
             Route::OwnersList => ("GET", "/api/v1/crates/acme-core/owners".into(), vec![]),
+            Route::CrateInfo => ("GET", "/api/v1/crates/acme-core".into(), vec![]),
+            Route::CrateDownloads => ("GET", "/api/v1/crates/acme-core/downloads".into(), vec![]),
             Route::Me => ("GET", "/api/v1/me".into(), vec![]),
             Route::PublishUpdate => (
                 "PUT",
@@ -350,7 +358,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         _ if auth_required && who.invalid() => 401,
         // The crates.io cache holds public crates: any valid token with `read` may use it.
         ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload => 200,
-        IndexFile | Download | OwnersList => {
+        IndexFile | Download | OwnersList | CrateInfo | CrateDownloads => {
             if !auth_required || who.reads_acme() {
                 200
             } else {

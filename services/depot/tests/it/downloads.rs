@@ -131,7 +131,81 @@ async fn downloads_are_exact_cached_and_counted(setup: Setup) {
     assert_eq!((status, body.len()), (200, crates[0].1.len()));
 }
 
-on_all_setups!(downloads_are_exact_cached_and_counted);
+/// Downloads per version and per day in crates.io's API shape; operational data that a replay
+/// of the log keeps.
+async fn download_counts_per_version_and_day(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[]).await;
+    let token = depot.token("alice").await;
+    for vers in ["1.0.0", "1.1.0"] {
+        let krate = crate_of_size("counted", vers, 1_000);
+        let (status, json) = depot
+            .publish_raw(&token, publish_body(&metadata("counted", vers), &krate))
+            .await;
+        assert_eq!(status, 200, "{json}");
+    }
+    for vers in ["1.0.0", "1.0.0", "1.0.0", "1.1.0"] {
+        assert_eq!(depot.download("counted", vers).await.0, 200);
+    }
+    let info = |depot: &TestDepot| {
+        let (http, url) = (
+            depot.http.clone(),
+            format!("{}/api/v1/crates/counted", depot.url),
+        );
+        async move {
+            let json: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            json
+        }
+    };
+    // Counts are written in batches every few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let json = loop {
+        let json = info(&depot).await;
+        if json["crate"]["downloads"] == 4 {
+            break json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counts never written: {json}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(json["crate"]["recent_downloads"], 4, "{json}");
+    assert_eq!(json["crate"]["newest_version"], "1.1.0", "{json}");
+    assert_eq!(json["versions"][0]["num"], "1.1.0", "{json}");
+    assert_eq!(json["versions"][0]["downloads"], 1, "{json}");
+    assert_eq!(json["versions"][1]["downloads"], 3, "{json}");
+    let (status, body) = depot.get("/api/v1/crates/counted/downloads").await;
+    assert_eq!(status, 200);
+    let days: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let per_day = days["version_downloads"].as_array().unwrap();
+    let today = &depot_events::Timestamp::now().to_pubtime()[..10];
+    assert!(per_day.iter().all(|d| d["date"] == today), "{days}");
+    let sum: u64 = per_day
+        .iter()
+        .map(|d| d["downloads"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 4, "{days}");
+    for path in [
+        "/api/v1/crates/nope",
+        "/api/v1/crates/nope/downloads",
+        "/api/v1/crates/-x",
+    ] {
+        let (status, body) = depot.get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(String::from_utf8_lossy(&body).contains("errors"), "{path}");
+    }
+    // A replay rebuilds the read models from the log; download counts are kept as they are.
+    let (ok, out, err) = depot.depot(&["replay"]);
+    assert!(ok, "{out}{err}");
+    let json = info(&depot).await;
+    assert_eq!(json["crate"]["downloads"], 4, "{json}");
+    assert_eq!(json["versions"][1]["downloads"], 3, "{json}");
+}
+
+on_all_setups!(
+    downloads_are_exact_cached_and_counted,
+    download_counts_per_version_and_day
+);
 
 /// Bad names and versions in the download path: cargo's error format, never a panic or a 500.
 #[tokio::test(flavor = "multi_thread")]

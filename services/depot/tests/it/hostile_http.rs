@@ -619,7 +619,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         "/api",
         "/api/v1",
         "/api/v2/crates",
-        "/api/v1/crates/present",
+        "/api/v1/crates/present/downloads/extra",
         "/api/v1/crates/present/1.0.0",
         "/api/v1/crates/present/1.0.0/nope",
         "/api/v1/crates/present/owners/extra",
