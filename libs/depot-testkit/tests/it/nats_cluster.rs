@@ -55,7 +55,12 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() {
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(2))
         .build(client.clone());
-    let mut created = js
+    // Creating an R3 stream is a proposal to the meta group and placement on three servers:
+    // on a loaded machine it can take longer than a publish may.
+    let setup = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .build(client.clone());
+    let mut created = setup
         .create_stream(stream::Config {
             name: STREAM.to_owned(),
             subjects: vec!["cluster.check.>".to_owned()],
