@@ -15,6 +15,7 @@ mod index;
 mod limits;
 mod metrics;
 mod oidc;
+mod openapi;
 mod publish;
 mod rate_limit;
 mod stats;
@@ -296,6 +297,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(CatchPanicLayer::custom(error::panic_response))

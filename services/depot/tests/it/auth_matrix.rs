@@ -158,10 +158,11 @@ enum Route {
     UpstreamConfig,
     UpstreamIndex,
     UpstreamDownload,
+    OpenApi,
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 29] = [
+const EVERY_ROUTE: [Route; 30] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -190,6 +191,7 @@ const EVERY_ROUTE: [Route; 29] = [
     Route::UpstreamConfig,
     Route::UpstreamIndex,
     Route::UpstreamDownload,
+    Route::OpenApi,
     // Last: it revokes the CI tokens that call it.
     Route::CiTokenRevoke,
 ];
@@ -230,6 +232,7 @@ impl Route {
             Route::UpstreamConfig => "`GET /crates-io/index/config.json`",
             Route::UpstreamIndex => "`GET /crates-io/index/up/st/upstream-crate`",
             Route::UpstreamDownload => "`GET /crates-io/dl/upstream-crate/1.0.0/download`",
+            Route::OpenApi => "`GET /api/openapi.json`",
         }
     }
 
@@ -343,6 +346,7 @@ impl Route {
                 "/crates-io/dl/upstream-crate/1.0.0/download".into(),
                 vec![],
             ),
+            Route::OpenApi => ("GET", "/api/openapi.json".into(), vec![]),
         }
     }
 }
@@ -357,7 +361,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         TrustExchange => 401,
         _ if auth_required && who.invalid() => 401,
         // The crates.io cache holds public crates: any valid token with `read` may use it.
-        ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload => 200,
+        ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload | OpenApi => 200,
         IndexFile | Download | OwnersList | CrateInfo | CrateDownloads => {
             if !auth_required || who.reads_acme() {
                 200
