@@ -74,7 +74,7 @@ impl BlobKey {
     }
 }
 
-fn is_sha256_hex(hex: &str) -> bool {
+pub(crate) fn is_sha256_hex(hex: &str) -> bool {
     hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::digest::is_sha256_hex;
+
 /// The fields of an index line the cache needs; every other field is ignored (and passed
 /// through untouched, since the cache serves the upstream's bytes, not this).
 #[derive(Debug, Deserialize)]
@@ -26,13 +28,6 @@ pub fn cksum_of(body: &[u8], vers: &str) -> Option<(String, String)> {
         .filter_map(|line| serde_json::from_slice::<LineFields<'_>>(line).ok())
         .find(|fields| fields.vers == vers && is_sha256_hex(&fields.cksum))
         .map(|fields| (fields.name.into_owned(), fields.cksum.into_owned()))
-}
-
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The markers cargo replaces in a `dl` template.

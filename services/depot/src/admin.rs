@@ -286,42 +286,33 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     }
 
     // 2b. The upstream cache's blobs hold what the log says they hold.
-    let mut cache_problems = 0;
-    for file in &live_cache.0 {
+    let index_blobs = live_cache.0.iter().map(|file| {
         let expected = file.blob.strip_prefix("sha256/").unwrap_or_default();
-        match blobs.sha256_of(&file.blob).await? {
+        (
+            format!("upstream index file {}", file.name),
+            file.blob.clone(),
+            expected.to_owned(),
+        )
+    });
+    let crate_blobs = live_cache.1.iter().map(|krate| {
+        (
+            format!("upstream crate {} {}", krate.name, krate.vers),
+            BlobStore::key_for(&krate.cksum),
+            krate.cksum.clone(),
+        )
+    });
+    let mut cache_problems = 0;
+    for (what, blob, expected) in index_blobs.chain(crate_blobs) {
+        match blobs.sha256_of(&blob).await? {
             Some(actual) if actual == expected => {}
             found => {
                 cache_problems += 1;
-                say(format!(
-                    "  upstream index file {}: blob {} is {}",
-                    file.name,
-                    file.blob,
-                    if found.is_some() {
-                        "corrupt"
-                    } else {
-                        "missing"
-                    }
-                ));
-            }
-        }
-    }
-    for krate in &live_cache.1 {
-        let blob = depot_store::BlobStore::key_for(&krate.cksum);
-        match blobs.sha256_of(&blob).await? {
-            Some(actual) if actual == krate.cksum => {}
-            found => {
-                cache_problems += 1;
-                say(format!(
-                    "  upstream crate {} {}: blob {blob} is {}",
-                    krate.name,
-                    krate.vers,
-                    if found.is_some() {
-                        "corrupt"
-                    } else {
-                        "missing"
-                    }
-                ));
+                let state = if found.is_some() {
+                    "corrupt"
+                } else {
+                    "missing"
+                };
+                say(format!("  {what}: blob {blob} is {state}"));
             }
         }
     }

@@ -68,13 +68,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// A crate version to fetch, with the checksum it must have when the request says.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Wanted {
@@ -116,7 +109,7 @@ pub(crate) fn wanted_from_lock(text: &str) -> anyhow::Result<Vec<Wanted>> {
             .with_context(|| format!("package `{name}` version `{}`", package.version))?;
         if let Some(cksum) = &package.checksum {
             ensure!(
-                is_sha256_hex(cksum),
+                depot_index::Checksum::parse(cksum).is_ok(),
                 "package `{name}` {vers} has a malformed checksum"
             );
         }
