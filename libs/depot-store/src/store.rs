@@ -682,6 +682,16 @@ impl Store {
         query: &str,
         limit: u32,
     ) -> Result<(Vec<SearchHit>, u64), StoreError> {
+        self.search_page(query, limit, 0).await
+    }
+
+    /// [`Store::search`] from the `offset`-th hit on (pages of the web UI).
+    pub async fn search_page(
+        &self,
+        query: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<SearchHit>, u64), StoreError> {
         let escape = |s: &str| {
             s.replace('\\', "\\\\")
                 .replace('%', "\\%")
@@ -712,13 +722,14 @@ impl Store {
             let rows = sqlx::query_as(concat!(
                 "SELECT name, max_version, description",
                 filter!(),
-                " ORDER BY (canon = $3) DESC, (canon LIKE $4 ESCAPE '\\') DESC, canon LIMIT $5"
+                " ORDER BY (canon = $3) DESC, (canon LIKE $4 ESCAPE '\\') DESC, canon LIMIT $5 OFFSET $6"
             ))
             .bind(&text)
             .bind(&canon_anywhere)
             .bind(&canon)
             .bind(&canon_prefix)
             .bind(i64::from(limit))
+            .bind(to_i64(offset))
             .fetch_all(pool)
             .await?;
             (total, rows)

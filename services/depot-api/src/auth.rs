@@ -204,7 +204,15 @@ pub(crate) async fn authenticate(
                  or `Bearer <token>`)",
             )
         })?;
-    let hash = depot_auth::hash_secret(secret);
+    authenticate_hash(state, depot_auth::hash_secret(secret)).await
+}
+
+/// Resolves the caller from the sha256 of a token's secret (the `Authorization` header's, or
+/// the one a web session was opened with).
+pub(crate) async fn authenticate_hash(
+    state: &AppState,
+    hash: String,
+) -> Result<Principal, ApiError> {
     let cache = &state.inner.tokens;
     let token = match cache.get(&hash) {
         Some(row) => row,
@@ -305,7 +313,9 @@ pub(crate) fn cache_control(state: &AppState, public: &'static str) -> HeaderVal
 }
 
 /// With `auth-required`, every route but [`PUBLIC_PATHS`] needs a valid token (any scope):
-/// unknown paths included, so nothing about the registry is told to strangers.
+/// unknown paths included, so nothing about the registry is told to strangers. The web UI's
+/// pages authenticate with their session cookie instead and send strangers to the sign-in
+/// page themselves (see `web`).
 pub(crate) async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -313,6 +323,7 @@ pub(crate) async fn require_token(
 ) -> Response {
     if state.config().auth_required
         && !PUBLIC_PATHS.contains(&request.uri().path())
+        && !crate::web::is_web_path(request.uri().path())
         && let Err(e) = authenticate(&state, request.headers()).await
     {
         return e.into_response();

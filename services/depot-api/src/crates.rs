@@ -176,10 +176,23 @@ async fn change_owners(
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
     let principal = authenticate(&state, &headers).await?;
+    let msg = change_owners_as(&state, &principal, &name, &body.users, add).await?;
+    Ok(Json(json!({ "ok": true, "msg": msg })))
+}
+
+/// Adds (`add`) or removes owners of a crate on behalf of `principal`; returns a sentence
+/// saying what was done.
+pub(crate) async fn change_owners_as(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    name: &CrateName,
+    users: &[String],
+    add: bool,
+) -> Result<String, ApiError> {
     state.inner.rate_limits.command(principal.token_id)?;
-    principal.require(TokenScope::ChangeOwners, &name)?;
+    principal.require(TokenScope::ChangeOwners, name)?;
     let mut logins = Vec::new();
-    for login in parse_logins(&body.users, state.config().limits.max_owners_per_request)? {
+    for login in parse_logins(users, state.config().limits.max_owners_per_request)? {
         let known = state.store().user(&login).await?;
         let Some(_) = known else {
             return Err(ApiError::not_found(format!(
@@ -189,9 +202,9 @@ async fn change_owners(
         logins.push(login.to_lowercase().to_string());
     }
     let canon = name.canonical();
-    let executed = execute(&state, &canon, None, &principal.login, |krate| {
+    let executed = execute(state, &canon, None, &principal.login, |krate| {
         if !krate.exists() {
-            return Err(crate_not_found(&name));
+            return Err(crate_not_found(name));
         }
         if !principal.may_manage(krate) {
             return Err(ApiError::forbidden(
@@ -232,7 +245,7 @@ async fn change_owners(
     .await?;
     if let Some(seq) = executed.appended {
         wait_projected(
-            &state,
+            state,
             executed.changes,
             &canon,
             seq,
@@ -241,12 +254,11 @@ async fn change_owners(
         .await?;
     }
     let list = logins.join(", ");
-    let msg = if add {
+    Ok(if add {
         format!("user(s) {list} added as owner(s) of crate {name}")
     } else {
         format!("user(s) {list} removed as owner(s) of crate {name}")
-    };
-    Ok(Json(json!({ "ok": true, "msg": msg })))
+    })
 }
 
 /// The logins of an owner change. `--add a,b` arrives as one string, so comma-separated lists

@@ -115,7 +115,12 @@ impl ApiError {
         self
     }
 
-    /// The status code.
+    /// The first detail message.
+    pub fn detail(&self) -> &str {
+        self.details.first().map_or("", String::as_str)
+    }
+
+    /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -22,6 +22,7 @@ mod stats;
 mod tokens;
 mod trusted;
 mod upstream;
+mod web;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -295,9 +296,9 @@ pub fn router(state: AppState) -> Router {
             "/crates-io/dl/{name}/{version}/download",
             get(upstream::download),
         )
-        .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))
         .route("/api/openapi.json", get(openapi::openapi_json))
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(CatchPanicLayer::custom(error::panic_response))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use depot_auth::TokenGrant;
@@ -53,12 +53,7 @@ fn encode(token: &TokenRow) -> Value {
 /// The caller, who must hold a personal token.
 async fn personal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let principal = authenticate(state, headers).await?;
-    if principal.kind != TokenKind::Personal {
-        return Err(ApiError::forbidden(format!(
-            "{} tokens cannot manage tokens; use a personal token",
-            principal.kind.as_str()
-        )));
-    }
+    require_personal(&principal)?;
     Ok(principal)
 }
 
@@ -78,15 +73,16 @@ pub(crate) struct NewTokenRequest {
     api_token: NewToken,
 }
 
+/// A token to create, as crates.io's API names its fields.
 #[derive(Debug, Deserialize)]
-struct NewToken {
-    name: String,
+pub(crate) struct NewToken {
+    pub(crate) name: String,
     #[serde(default)]
-    crate_scopes: Option<Vec<String>>,
+    pub(crate) crate_scopes: Option<Vec<String>>,
     #[serde(default)]
-    endpoint_scopes: Option<Vec<String>>,
+    pub(crate) endpoint_scopes: Option<Vec<String>>,
     #[serde(default)]
-    expired_at: Option<String>,
+    pub(crate) expired_at: Option<String>,
 }
 
 /// `PUT /api/v1/me/tokens`: creates a token for the caller and shows its secret, once.
@@ -96,7 +92,31 @@ pub(crate) async fn create_token(
     ApiJson(request): ApiJson<NewTokenRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let principal = personal(&state, &headers).await?;
-    let request = request.api_token;
+    let (row, secret) = issue(&state, &principal, request.api_token).await?;
+    let mut encoded = encode(&row);
+    encoded["token"] = json!(secret);
+    Ok(Json(json!({ "api_token": encoded })))
+}
+
+/// Fails with 403 unless the caller holds a personal token.
+pub(crate) fn require_personal(principal: &Principal) -> Result<(), ApiError> {
+    if principal.kind != TokenKind::Personal {
+        return Err(ApiError::forbidden(format!(
+            "{} tokens cannot manage tokens; use a personal token",
+            principal.kind.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a token for a personal token's user, within the caller's own grant; returns it with
+/// its secret.
+pub(crate) async fn issue(
+    state: &AppState,
+    principal: &Principal,
+    request: NewToken,
+) -> Result<(TokenRow, String), ApiError> {
+    require_personal(principal)?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
@@ -188,11 +208,9 @@ pub(crate) async fn create_token(
         created_by: Some(principal.login.clone()),
         oidc: None,
     };
-    append(&state, &login, &principal.login, Event::TokenIssued(issued)).await?;
-    let row = wait_for_token(&state, token_id, |_| true).await?;
-    let mut encoded = encode(&row);
-    encoded["token"] = json!(secret);
-    Ok(Json(json!({ "api_token": encoded })))
+    append(state, &login, &principal.login, Event::TokenIssued(issued)).await?;
+    let row = wait_for_token(state, token_id, |_| true).await?;
+    Ok((row, secret))
 }
 
 /// `DELETE /api/v1/me/tokens/{id}`: revokes one of the caller's tokens (the calling one too).
@@ -203,6 +221,17 @@ pub(crate) async fn revoke_token(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let principal = personal(&state, &headers).await?;
+    revoke_own(&state, &principal, &id).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+/// Revokes one of a personal token's user's own personal tokens (404 for any other id).
+pub(crate) async fn revoke_own(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), ApiError> {
+    require_personal(principal)?;
     let not_found = || ApiError::not_found("no such token");
     let Ok(token_id) = Uuid::parse_str(&id) else {
         return Err(not_found());
@@ -214,9 +243,9 @@ pub(crate) async fn revoke_token(
         return Err(not_found());
     }
     if !token.revoked {
-        revoke(&state, &principal.login, token_id, &principal.login).await?;
+        revoke(state, &principal.login, token_id, &principal.login).await?;
     }
-    Ok(Json(json!({})).into_response())
+    Ok(())
 }
 
 /// Appends `token_revoked` for a token of `login` and waits until the read models have it.
@@ -283,27 +312,4 @@ fn after(now: Timestamp, lifetime: Duration) -> Timestamp {
         now.unix_millis()
             .saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
     )
-}
-
-/// `GET /me`: where `cargo login` sends people (`login_url`).
-pub(crate) async fn login_page(State(state): State<AppState>) -> Response {
-    let url = &state.config().public_url;
-    let body = format!(
-        "Depot: getting a token\n\n\
-         An admin creates your account and first token:\n\n    \
-         depot token create --user YOUR-LOGIN\n\n\
-         With a token, you can create narrower ones yourself:\n\n    \
-         curl -X PUT {url}/api/v1/me/tokens -H 'Authorization: TOKEN' \\\n      \
-         -d '{{\"api_token\":{{\"name\":\"laptop\",\"endpoint_scopes\":[\"read\"]}}}}'\n\n\
-         Then give the token to cargo (it reads it from standard input):\n\n    \
-         cargo login --registry depot\n"
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
 }
