@@ -3,6 +3,7 @@
 //!
 #![doc = include_str!("../README.md")]
 
+mod browser;
 mod cargo_command;
 mod cargo_home;
 mod cargo_project;
@@ -14,6 +15,7 @@ mod s3;
 mod servers;
 mod upstream;
 
+pub use browser::{Browser, screenshot_dir};
 pub use cargo_command::{CARGO_BIN_VAR, CargoCommand, CargoOutput, DEFAULT_CARGO_TIMEOUT};
 pub use cargo_home::CargoHome;
 pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};

@@ -18,11 +18,8 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
         .url_schemes(HashSet::from(["http", "https", "mailto"]))
         .link_rel(Some("noopener noreferrer nofollow"))
         .url_relative(ammonia::UrlRelative::PassThrough)
-        .add_tag_attributes("code", ["class"])
         .add_tag_attributes("th", ["align"])
         .add_tag_attributes("td", ["align"])
-        .add_tag_attributes("input", ["type", "checked", "disabled"])
-        .add_tags(["input"])
         .add_allowed_classes("code", LANGUAGE_CLASSES);
     builder
 });
