@@ -18,7 +18,7 @@ pub use aggregate::{
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
-    Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
+    DocsUploaded, Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
     TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet, UpstreamCrateStored,
     UpstreamIndexStored, UpstreamNameAllowed, UserChanged, UserCreated, VersionAccepted,
     VersionRejected, VersionUploaded, VersionYankToggled,
