@@ -27,6 +27,10 @@ use tar::EntryType;
 
 use crate::tarball::{CappedReader, SizeLimitExceeded, entry_type_name};
 
+/// The largest manifest stored or read back, in bytes: an archive whose file list would be
+/// larger is refused.
+pub const MAX_MANIFEST_BYTES: u64 = 32 << 20;
+
 /// Caps for [`read_docs_archive`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocsLimits {
@@ -149,7 +153,9 @@ pub fn read_docs_archive<E>(
         read: 0,
     };
     let malformed = |e: io::Error| {
-        if e.get_ref().is_some_and(|inner| inner.is::<SizeLimitExceeded>()) {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<SizeLimitExceeded>())
+        {
             DocsError::TooLarge {
                 max: limits.max_unpacked_size,
             }
@@ -226,7 +232,11 @@ pub fn read_docs_archive<E>(
     // the gzip checksum is verified; anything after the gzip member is refused.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(malformed)?;
-    let after = rest.inner.get_mut().fill_buf().map_err(DocsError::Malformed)?;
+    let after = rest
+        .inner
+        .get_mut()
+        .fill_buf()
+        .map_err(DocsError::Malformed)?;
     if !after.is_empty() {
         return Err(DocsError::TrailingData);
     }

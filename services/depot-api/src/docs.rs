@@ -31,8 +31,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use depot_cratefile::docs::{DocsError, DocsFile, DocsManifest, DocsManifestFile, content_type};
 use depot_cratefile::DocsLimits;
+use depot_cratefile::docs::MAX_MANIFEST_BYTES;
+use depot_cratefile::docs::{DocsError, DocsFile, DocsManifest, DocsManifestFile, content_type};
 use depot_events::{CrateState, DocsUploaded, Event, TokenKind, TokenScope};
 use depot_index::{CrateName, Version};
 use depot_store::BlobBody;
@@ -55,10 +56,6 @@ pub(crate) const DOCS_CSP: &str = "sandbox allow-scripts allow-popups; default-s
      script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
      font-src 'self'; connect-src 'none'; object-src 'none'; frame-ancestors 'self'; \
      base-uri 'none'; form-action 'none'";
-
-/// The largest manifest stored or read back, in bytes: an archive whose file list would be
-/// larger is refused.
-pub(crate) const MAX_MANIFEST_BYTES: u64 = 32 << 20;
 
 /// How much of a refused upload body is read and dropped before answering.
 const MAX_DRAIN_BYTES: u64 = 16 << 20;
@@ -161,7 +158,12 @@ pub(crate) async fn upload(
     match result {
         Ok(json) => json.into_response(),
         Err(error) => {
-            drain(&mut body, MAX_DRAIN_BYTES, state.config().limits.body_idle_timeout).await;
+            drain(
+                &mut body,
+                MAX_DRAIN_BYTES,
+                state.config().limits.body_idle_timeout,
+            )
+            .await;
             let mut response = error.into_response();
             response
                 .headers_mut()
@@ -190,7 +192,9 @@ fn check_upload(
     vers: &Version,
 ) -> Result<(String, String), ApiError> {
     if !krate.exists() {
-        return Err(ApiError::not_found(format!("crate `{name}` does not exist")));
+        return Err(ApiError::not_found(format!(
+            "crate `{name}` does not exist"
+        )));
     }
     if !principal.may_manage(krate) {
         return Err(ApiError::forbidden(
@@ -444,7 +448,10 @@ pub(crate) async fn isolate(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -505,10 +512,7 @@ pub(crate) async fn newest(
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, row)| row)
         .ok_or_else(|| ApiError::not_found(format!("no documentation for `{name}`")))?;
-    Ok(redirect(
-        &state,
-        &format!("/docs/{name}/{}/", newest.vers),
-    ))
+    Ok(redirect(&state, &format!("/docs/{name}/{}/", newest.vers)))
 }
 
 /// `GET /docs/{name}/{version}` and `…/{version}/`: to the docs' entry page.
