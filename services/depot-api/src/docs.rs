@@ -88,12 +88,15 @@ impl Default for DocsConfig {
     }
 }
 
+/// Cached manifests with their weights, and the weights' sum.
+type Weighed = (LruCache<String, (Arc<DocsManifest>, usize)>, usize);
+
 /// Parsed manifests by blob key. A manifest is content-addressed and never changes, so entries
 /// need no invalidation; the cache is bounded in bytes (each manifest weighs its blob's size).
 #[derive(Debug)]
 pub(crate) struct ManifestCache {
     max_bytes: usize,
-    inner: Mutex<(LruCache<String, (Arc<DocsManifest>, usize)>, usize)>,
+    inner: Mutex<Weighed>,
 }
 
 impl ManifestCache {
@@ -434,10 +437,15 @@ async fn store_files(
     Ok(manifest)
 }
 
-/// Adds the isolation headers to every response under `/docs/` (errors and redirects too) and
-/// removes any `Set-Cookie`.
+/// Adds the isolation headers to every response under `/docs/` (refusals, errors and
+/// redirects too) and removes any `Set-Cookie`. Wraps the whole router, so nothing inside can
+/// escape it.
 pub(crate) async fn isolate(request: Request, next: Next) -> Response {
+    let docs = request.uri().path().starts_with("/docs/");
     let mut response = next.run(request).await;
+    if !docs {
+        return response;
+    }
     let headers = response.headers_mut();
     headers.remove(header::SET_COOKIE);
     headers.insert(

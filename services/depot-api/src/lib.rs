@@ -311,8 +311,7 @@ pub fn router(state: AppState) -> Router {
                 .route("/docs/{name}", get(docs::newest))
                 .route("/docs/{name}/{version}", get(docs::entry))
                 .route("/docs/{name}/{version}/", get(docs::entry))
-                .route("/docs/{name}/{version}/{*path}", get(docs::file))
-                .route_layer(axum::middleware::from_fn(docs::isolate)),
+                .route("/docs/{name}/{version}/{*path}", get(docs::file)),
         )
         .route("/me", get(tokens::login_page))
         .route("/health", get(|| async { "ok" }))
@@ -339,6 +338,7 @@ pub fn router(state: AppState) -> Router {
 
     routes
         .layer(axum::middleware::from_fn(metrics::record))
+        .layer(axum::middleware::from_fn(docs::isolate))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

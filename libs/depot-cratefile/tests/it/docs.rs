@@ -43,19 +43,27 @@ fn a_rustdoc_tree_is_read_with_normalized_paths() {
 fn hostile_entries_are_refused_by_name() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            TarballBuilder::new().add_raw_file(b"../evil.html", b"x").build(),
+            TarballBuilder::new()
+                .add_raw_file(b"../evil.html", b"x")
+                .build(),
             "`../evil.html` has an invalid path: it contains `..`",
         ),
         (
-            TarballBuilder::new().add_raw_file(b"/etc/passwd", b"x").build(),
+            TarballBuilder::new()
+                .add_raw_file(b"/etc/passwd", b"x")
+                .build(),
             "`/etc/passwd` has an invalid path: it is absolute",
         ),
         (
-            TarballBuilder::new().add_raw_file(b"C:\\x.html", b"x").build(),
+            TarballBuilder::new()
+                .add_raw_file(b"C:\\x.html", b"x")
+                .build(),
             "`C:\\x.html` has an invalid path",
         ),
         (
-            TarballBuilder::new().add_symlink("link.html", "/etc/passwd").build(),
+            TarballBuilder::new()
+                .add_symlink("link.html", "/etc/passwd")
+                .build(),
             "`link.html` is a Symlink entry",
         ),
         (
@@ -78,7 +86,10 @@ fn hostile_entries_are_refused_by_name() {
                 .build(),
             "has the file `a.html` more than once",
         ),
-        (TarballBuilder::new().add_dir("empty").build(), "holds no files"),
+        (
+            TarballBuilder::new().add_dir("empty").build(),
+            "holds no files",
+        ),
         (b"not gzip at all".to_vec(), "not a valid gzipped tar file"),
     ];
     for (archive, expected) in cases {
