@@ -106,7 +106,8 @@ enum DocsCommand {
         /// The crate.
         name: String,
         /// The version (an accepted one).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vers: String,
         /// The rustdoc output directory.
         #[arg(default_value = "target/doc")]
         dir: std::path::PathBuf,
@@ -361,7 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     registry_url,
                     token,
                     name,
-                    version,
+                    vers,
                     dir,
                 },
         } => {
@@ -369,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 url: registry_url.unwrap_or_else(|| settings.public_url(settings.listen)),
                 token,
                 name,
-                version,
+                version: vers,
                 dir,
             })
             .await

@@ -422,9 +422,9 @@ async fn real_cargo_doc_output_uploads_and_serves() {
     // Its stylesheet, by the relative link rustdoc wrote.
     let css = html
         .split("href=\"../static.files/")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .filter(|file| file.ends_with(".css"))
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|file| file.starts_with("rustdoc-") && file.ends_with(".css"))
         .expect("a stylesheet link");
     let (status, headers, _) =
         get(&depot, &format!("/docs/docs-e2e/0.1.0/static.files/{css}")).await;
