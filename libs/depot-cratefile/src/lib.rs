@@ -16,6 +16,9 @@
 //! - [`consistency`]: [`check_consistency`] makes sure the metadata and the manifest agree on
 //!   dependencies, features, `links` and `rust-version`, because cargo resolves with the index
 //!   line but builds with the tarball's `Cargo.toml`.
+//! - [`docs`]: [`docs::read_docs_archive`] reads an archive of a version's rustdoc output
+//!   through capped readers (paths, entry types, sizes), and [`DocsManifest`] lists what was
+//!   stored of it.
 //! - `builder` (feature `builder`, off by default): `TarballBuilder` writes `.crate` files,
 //!   including malformed ones, for tests; enable it in `[dev-dependencies]`.
 //!
@@ -23,6 +26,7 @@
 //! and policy (limits, which index URLs mean "this registry") as plain structs.
 
 pub mod consistency;
+pub mod docs;
 pub mod framing;
 mod manifest;
 mod platform;
@@ -37,6 +41,7 @@ mod builder;
 #[cfg(feature = "builder")]
 pub use builder::TarballBuilder;
 pub use consistency::{Mismatch, check_consistency};
+pub use docs::{DocsError, DocsFile, DocsLimits, DocsManifest, DocsManifestFile, DocsSummary};
 pub use framing::{Frame, FramingError, FramingLimits, PublishFraming};
 pub use platform::{
     MAX_CFG_DEPTH, MAX_PLATFORM_LEN, PlatformError, check_platform, normalize_platform,

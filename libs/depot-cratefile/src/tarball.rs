@@ -297,14 +297,14 @@ impl CrateContents {
 /// Marks the error a [`CappedReader`] returns once its cap is exceeded.
 #[derive(Debug, thiserror::Error)]
 #[error("decompressed size exceeds the limit of {0} bytes")]
-struct SizeLimitExceeded(u64);
+pub(crate) struct SizeLimitExceeded(pub(crate) u64);
 
 /// A reader that fails once more than `cap` bytes have been read through it.
 #[derive(Debug)]
-struct CappedReader<R> {
-    inner: R,
-    cap: u64,
-    read: u64,
+pub(crate) struct CappedReader<R> {
+    pub(crate) inner: R,
+    pub(crate) cap: u64,
+    pub(crate) read: u64,
 }
 
 impl<R: Read> Read for CappedReader<R> {
@@ -646,7 +646,7 @@ fn readme_path(readme: &Readme) -> Option<String> {
 }
 
 /// A stable name for a tar entry type, as used in error messages.
-fn entry_type_name(entry_type: EntryType) -> String {
+pub(crate) fn entry_type_name(entry_type: EntryType) -> String {
     match entry_type {
         EntryType::Regular => "Regular".to_owned(),
         EntryType::Link => "Link".to_owned(),

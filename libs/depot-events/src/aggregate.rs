@@ -85,6 +85,7 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::UpstreamIndexStored(_)
         | Event::UpstreamCrateStored(_)
         | Event::UpstreamNameAllowed(_)
+        | Event::DocsUploaded(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -264,6 +265,7 @@ impl CrateState {
             | Event::UpstreamIndexStored(_)
             | Event::UpstreamCrateStored(_)
             | Event::UpstreamNameAllowed(_)
+            | Event::DocsUploaded(_)
             | Event::Unknown { .. } => {}
         }
     }

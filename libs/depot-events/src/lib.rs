@@ -18,10 +18,10 @@ pub use aggregate::{
 };
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION, Timestamp};
 pub use payload::{
-    Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason, TokenIssued, TokenKind,
-    TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet, UpstreamCrateStored,
-    UpstreamIndexStored, UpstreamNameAllowed, UserChanged, UserCreated, VersionAccepted,
-    VersionRejected, VersionUploaded, VersionYankToggled,
+    DocsUploaded, Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason,
+    TokenIssued, TokenKind, TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet,
+    UpstreamCrateStored, UpstreamIndexStored, UpstreamNameAllowed, UserChanged, UserCreated,
+    VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
 };
 
 /// Subjects of the log: one per aggregate.

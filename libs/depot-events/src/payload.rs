@@ -55,6 +55,9 @@ pub enum Event {
     /// An admin allowed a new private crate to take a name that exists upstream, or withdrew
     /// that permission (`upstream_name_allowed`).
     UpstreamNameAllowed(UpstreamNameAllowed),
+    /// The rustdoc output of a version was uploaded; it replaces any earlier docs of that
+    /// version (`docs_uploaded`).
+    DocsUploaded(DocsUploaded),
     /// An event type this build does not know (written by a newer build).
     Unknown {
         /// The `type` of the envelope.
@@ -86,6 +89,7 @@ impl Event {
             Event::UpstreamIndexStored(_) => "upstream_index_stored",
             Event::UpstreamCrateStored(_) => "upstream_crate_stored",
             Event::UpstreamNameAllowed(_) => "upstream_name_allowed",
+            Event::DocsUploaded(_) => "docs_uploaded",
             Event::Unknown { kind, .. } => kind,
         }
     }
@@ -110,6 +114,7 @@ impl Event {
             Event::UpstreamIndexStored(d) => json(d),
             Event::UpstreamCrateStored(d) => json(d),
             Event::UpstreamNameAllowed(d) => json(d),
+            Event::DocsUploaded(d) => json(d),
             Event::Unknown { data, .. } => data.clone(),
         }
     }
@@ -136,6 +141,7 @@ impl Event {
             "upstream_index_stored" => Event::UpstreamIndexStored(parse(data)?),
             "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
             "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
+            "docs_uploaded" => Event::DocsUploaded(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data: parse(data)?,
@@ -164,6 +170,7 @@ impl Event {
             "upstream_index_stored" => Event::UpstreamIndexStored(parse(data)?),
             "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
             "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
+            "docs_uploaded" => Event::DocsUploaded(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data,
@@ -537,4 +544,25 @@ pub struct UpstreamNameAllowed {
     pub name: String,
     /// True to allow, false to withdraw an earlier permission.
     pub allowed: bool,
+}
+
+/// `docs_uploaded` (on the crate's subject): an archive of a version's rustdoc output was
+/// checked and its files stored as blobs. The files are listed in a manifest, itself a blob
+/// (path to blob key, size and content type), so the event stays small whatever the number of
+/// files. A later `docs_uploaded` of the same version replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocsUploaded {
+    /// The crate name as published (original case).
+    pub name: String,
+    /// The version as in the index (an accepted version).
+    pub version: String,
+    /// The blob store key (`sha256/<hex>`) of the manifest.
+    pub manifest: String,
+    /// How many files the docs have.
+    pub files: u64,
+    /// The files' total size in bytes.
+    pub bytes: u64,
+    /// The token used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<Uuid>,
 }

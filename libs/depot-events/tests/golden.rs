@@ -389,3 +389,38 @@ fn upstream_events() {
         r#"{"name":"internal-serde","allowed":true}"#,
     );
 }
+
+#[test]
+fn docs_uploaded() {
+    let m = "ef".repeat(32);
+    check(
+        Event::DocsUploaded(depot_events::DocsUploaded {
+            name: "My_Crate".into(),
+            version: "0.2.0+build.5".into(),
+            manifest: format!("sha256/{m}"),
+            files: 42,
+            bytes: 1_234_567,
+            token_id: Some(Uuid::parse_str(ID).unwrap()),
+        }),
+        &format!(
+            r#"{{"name":"My_Crate","version":"0.2.0+build.5","manifest":"sha256/{m}","files":42,"bytes":1234567,"token_id":"{ID}"}}"#
+        ),
+    );
+    // Without a token (an older or an administrative writer), and with fields a newer build
+    // may add: still decodes.
+    let data = format!(
+        r#"{{"id":"{ID}","type":"docs_uploaded","schema":1,"at":"2025-11-24T16:00:00.123Z","actor":"x","data":{{"name":"a","version":"1.0.0","manifest":"sha256/{m}","files":1,"bytes":2,"later":true}}}}"#
+    );
+    let env = Envelope::decode(data.as_bytes()).unwrap();
+    assert_eq!(
+        env.event,
+        Event::DocsUploaded(depot_events::DocsUploaded {
+            name: "a".into(),
+            version: "1.0.0".into(),
+            manifest: format!("sha256/{m}"),
+            files: 1,
+            bytes: 2,
+            token_id: None,
+        })
+    );
+}

@@ -15,12 +15,15 @@ mod projection;
 mod store;
 mod upstream;
 mod web;
+// After `store`, whose macros it uses.
+mod docs;
 
 pub use blob::{
     BlobBody, BlobChunks, BlobReader, BlobStore, BlobWriter, CHUNK_SIZE, Quarantined, S3Config,
     StoredBlob, WHOLE_READ_MAX,
 };
 pub use db::{PG_MIGRATOR, SQLITE_MIGRATOR};
+pub use docs::DocsRow;
 pub use error::StoreError;
 pub use lease::ProjectorLease;
 pub use projection::{AcceptedVersion, CrateSave, ProjectionTx, Target};

@@ -15,6 +15,7 @@
 //! trust events cost a statement each.
 
 mod bulk;
+mod docs;
 mod upstream;
 
 use std::collections::HashMap;

@@ -894,8 +894,9 @@ impl Store {
     }
 
     /// The blob keys any upload of generation `gen_` refers to (rejected ones included): the
-    /// `.crate`, the publish metadata and the readme; and the upstream cache's index bodies and
-    /// crates.
+    /// `.crate`, the publish metadata and the readme; the upstream cache's index bodies and
+    /// crates; and the manifests of hosted docs (the files a manifest lists are blobs too, which
+    /// only the manifest names: see [`Store::all_docs`]).
     pub async fn referenced_blobs(&self, gen_: u64) -> Result<BTreeSet<String>, StoreError> {
         let keys: Vec<String> = on_read!(&self.db, pool => {
             sqlx::query_scalar(
@@ -905,7 +906,8 @@ impl Store {
                  UNION SELECT readme_blob FROM versions \
                  WHERE gen = $1 AND readme_blob IS NOT NULL \
                  UNION SELECT blob FROM upstream_index WHERE gen = $1 \
-                 UNION SELECT 'sha256/' || cksum FROM upstream_crates WHERE gen = $1",
+                 UNION SELECT 'sha256/' || cksum FROM upstream_crates WHERE gen = $1 \
+                 UNION SELECT manifest FROM docs WHERE gen = $1",
             )
             .bind(to_i64(gen_))
             .fetch_all(pool)
@@ -917,7 +919,7 @@ impl Store {
     /// Every projected row of generation `gen_`, one text per row in a stable order, for
     /// comparing generations. (The texts are comparable within one backend only.)
     pub async fn dump(&self, gen_: u64) -> Result<Vec<String>, StoreError> {
-        const QUERIES: [&str; 10] = [
+        const QUERIES: [&str; 11] = [
             "SELECT 'crates ' || canon || '|' || coalesce(name, '-') || '|' || state || '|' || \
              CAST(last_seq AS TEXT) || '|' || coalesce(description, '-') || '|' || keywords || '|' || \
              coalesce(max_version, '-') || '|' || CAST(updated_at AS TEXT) \
@@ -954,6 +956,10 @@ impl Store {
              CAST(stored_at AS TEXT) FROM upstream_crates WHERE gen = $1 ORDER BY name, vers",
             "SELECT 'upstream_allowed ' || canon || '|' || allowed_by || '|' || \
              CAST(allowed_at AS TEXT) FROM upstream_allowed WHERE gen = $1 ORDER BY canon",
+            "SELECT 'docs ' || canon || '|' || name || '|' || vers || '|' || manifest || '|' || \
+             CAST(files AS TEXT) || '|' || CAST(bytes AS TEXT) || '|' || coalesce(token_id, '-') || \
+             '|' || uploaded_by || '|' || CAST(uploaded_seq AS TEXT) || '|' || \
+             CAST(uploaded_at AS TEXT) FROM docs WHERE gen = $1 ORDER BY canon, vers",
         ];
         let mut rows = Vec::new();
         for sql in QUERIES {
@@ -1076,6 +1082,7 @@ impl Store {
             "upstream_index",
             "upstream_crates",
             "upstream_allowed",
+            "docs",
             "projector_checkpoint",
             "generations",
         ] {

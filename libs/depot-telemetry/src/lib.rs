@@ -75,6 +75,12 @@ pub const METRICS: &[MetricSpec] = &[
         "Time from appending version_uploaded to the version being visible in the index (accepted publishes)."
     ),
     spec!(
+        "depot_docs_uploads_total",
+        Counter,
+        ["outcome"],
+        "Hosted-documentation uploads by outcome: stored, invalid (a refused archive), not_found (no such crate or version), unauthorized, too_large, error."
+    ),
+    spec!(
         "depot_upload_bytes",
         Histogram,
         [],

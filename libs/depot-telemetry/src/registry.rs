@@ -23,6 +23,8 @@ pub struct Metrics {
     pub publish_visible: Histogram,
     /// `depot_upload_bytes`.
     pub upload_bytes: Histogram,
+    /// `depot_docs_uploads_total{outcome}`.
+    pub docs_uploads: IntCounterVec,
     /// `depot_events_appended_total{type}`.
     pub events_appended: IntCounterVec,
     /// `depot_event_append_conflicts_total`.
@@ -140,6 +142,7 @@ impl Metrics {
             publishes: Declared::declare(r, "depot_publish_total"),
             publish_visible: Declared::declare(r, "depot_publish_visible_seconds"),
             upload_bytes: Declared::declare(r, "depot_upload_bytes"),
+            docs_uploads: Declared::declare(r, "depot_docs_uploads_total"),
             events_appended: Declared::declare(r, "depot_events_appended_total"),
             append_conflicts: Declared::declare(r, "depot_event_append_conflicts_total"),
             append_duration: Declared::declare(r, "depot_event_append_duration_seconds"),
@@ -224,6 +227,7 @@ mod tests {
             .inc();
         m.upstream_bytes_served.with_label_values(&["crate"]).inc();
         m.trusted_exchanges.with_label_values(&["minted"]).inc();
+        m.docs_uploads.with_label_values(&["stored"]).inc();
         let gathered: BTreeSet<String> = m
             .registry
             .gather()

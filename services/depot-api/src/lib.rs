@@ -8,6 +8,7 @@ mod auth;
 mod changes;
 mod commands;
 mod crates;
+mod docs;
 mod downloads;
 mod error;
 mod extract;
@@ -38,6 +39,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use changes::spawn_change_listener;
+pub use docs::DocsConfig;
 pub use error::ApiError;
 pub use limits::EdgeLimits;
 pub use oidc::{JwksCache, JwksError, JwksLimits};
@@ -80,6 +82,8 @@ pub struct ApiConfig {
     pub blob_redirect: Option<Duration>,
     /// The upstream-registry cache served under `/crates-io/`.
     pub upstream: UpstreamConfig,
+    /// Hosted documentation: upload limits and the manifest cache.
+    pub docs: DocsConfig,
 }
 
 impl ApiConfig {
@@ -112,6 +116,7 @@ struct Inner {
     trusted: TrustedPublishingConfig,
     inline_checks: Option<InlineChecks>,
     proxy: upstream::Proxy,
+    manifests: docs::ManifestCache,
 }
 
 /// Uploads checked on the publishing request (see [`AppState::with_inline_checks`]).
@@ -149,6 +154,7 @@ impl AppState {
         let in_flight = limits::InFlight::new(limits.max_in_flight);
         let trusted = config.trusted_publishing;
         let proxy = upstream::Proxy::new(config.upstream.clone());
+        let manifests = docs::ManifestCache::new(config.docs.manifest_cache_bytes);
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -166,6 +172,7 @@ impl AppState {
                 trusted,
                 inline_checks: None,
                 proxy,
+                manifests,
             }),
         }
     }
@@ -296,6 +303,17 @@ pub fn router(state: AppState) -> Router {
             "/crates-io/dl/{name}/{version}/download",
             get(upstream::download),
         )
+        .route(
+            "/api/v1/crates/{name}/{version}/docs",
+            put(docs::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .merge(
+            Router::new()
+                .route("/docs/{name}", get(docs::newest))
+                .route("/docs/{name}/{version}", get(docs::entry))
+                .route("/docs/{name}/{version}/", get(docs::entry))
+                .route("/docs/{name}/{version}/{*path}", get(docs::file)),
+        )
         .route("/health", get(|| async { "ok" }))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .merge(web::routes())
@@ -321,6 +339,7 @@ pub fn router(state: AppState) -> Router {
 
     routes
         .layer(axum::middleware::from_fn(metrics::record))
+        .layer(axum::middleware::from_fn(docs::isolate))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -19,6 +19,9 @@ use crate::rate_limit::RateSpec;
 /// The route that streams uploads: it has its own idle-body timeout and no overall deadline.
 const UPLOAD_ROUTE: &str = "/api/v1/crates/new";
 
+/// The route that streams docs archives, like [`UPLOAD_ROUTE`].
+const DOCS_UPLOAD_ROUTE: &str = "/api/v1/crates/{name}/{version}/docs";
+
 /// How long a shed client is asked to wait before retrying.
 const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -127,7 +130,7 @@ fn is_upload(request: &Request) -> bool {
         && request
             .extensions()
             .get::<MatchedPath>()
-            .is_some_and(|path| path.as_str() == UPLOAD_ROUTE)
+            .is_some_and(|path| path.as_str() == UPLOAD_ROUTE || path.as_str() == DOCS_UPLOAD_ROUTE)
 }
 
 /// Fails with 400 when a search query is longer than `max` bytes.

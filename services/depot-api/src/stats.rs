@@ -1,5 +1,6 @@
 //! A crate in crates.io's API shape, with its download counts: `GET /api/v1/crates/{name}`
-//! and `GET /api/v1/crates/{name}/downloads`.
+//! and `GET /api/v1/crates/{name}/downloads`. Versions with hosted docs carry their URL
+//! (`documentation`), and the crate the URL of its newest docs.
 //!
 //! Downloads are counted per version as Depot serves them and written in batches per UTC day
 //! (operational data: kept across `depot replay`, not rebuilt from the log). "Recent" means the
@@ -64,6 +65,7 @@ pub(crate) async fn crate_info(
         .find(|v| !v.yanked)
         .or(versions.versions.last())
         .map(|v| v.vers.clone());
+    let documentation = crate::docs::documentation_urls(&state, &canon).await?;
     let listed: Vec<Value> = versions
         .versions
         .iter()
@@ -75,6 +77,7 @@ pub(crate) async fn crate_info(
                 "yanked": v.yanked,
                 "downloads": totals.get(v.vers.as_str()).copied().unwrap_or(0),
                 "dl_path": format!("/api/v1/crates/{}/{}/download", versions.name, v.vers),
+                "documentation": documentation.get(v.vers.as_str()),
             })
         })
         .collect();
@@ -88,6 +91,8 @@ pub(crate) async fn crate_info(
             "downloads": downloads,
             "recent_downloads": recent,
             "updated_at": info.updated_at.to_rfc3339(),
+            "documentation": (!documentation.is_empty())
+                .then(|| format!("{}/docs/{}", state.config().public_url, versions.name)),
         },
         "versions": listed,
     })))

@@ -340,6 +340,10 @@ impl Projector {
                 };
                 apply_crate_event(&mut tx, canon, work, stored.seq, envelope, accepted.take());
                 apply_trust_event(&mut tx, canon, envelope).await?;
+                if let Event::DocsUploaded(docs) = &envelope.event {
+                    tx.store_docs(canon, docs, &envelope.actor, stored.seq, envelope.at)
+                        .await?;
+                }
             } else if stored.subject.starts_with("upstream.") {
                 apply_upstream_event(&mut tx, stored.seq, envelope).await?;
             } else {
@@ -572,7 +576,8 @@ fn apply_crate_event(
         | Event::TrustAdded(_)
         | Event::TrustRemoved(_)
         | Event::TrustedOnlySet(_)
-        | Event::UpstreamNameAllowed(_) => {}
+        | Event::UpstreamNameAllowed(_)
+        | Event::DocsUploaded(_) => {}
         Event::TokenIssued(_)
         | Event::TokenRevoked(_)
         | Event::UserCreated(_)

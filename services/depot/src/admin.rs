@@ -180,18 +180,28 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     // 1. The live generation equals a fresh replay of the same events.
     let live = store.active_generation().await?;
     let mut attempt = 0;
-    let (live_files, fresh_files, checkpoint, live_cache, fresh_cache) = loop {
+    let (live_files, fresh_files, checkpoint, live_cache, fresh_cache, live_docs, fresh_docs) = loop {
         attempt += 1;
         let checkpoint = store.checkpoint(live).await?;
         let live_files = store.index_files(live).await?;
         let live_cache = upstream_cache(&store, live).await?;
+        let live_docs = store.all_docs(live).await?;
         let (scratch, _, _) = build_generation(&log, &store, Some(checkpoint)).await?;
         let fresh_files = store.index_files(scratch).await?;
         let fresh_cache = upstream_cache(&store, scratch).await?;
+        let fresh_docs = store.all_docs(scratch).await?;
         store.drop_generation(scratch).await?;
         // The live generation may have moved on meanwhile: compare like with like.
         if store.checkpoint(live).await? == checkpoint || attempt == 5 {
-            break (live_files, fresh_files, checkpoint, live_cache, fresh_cache);
+            break (
+                live_files,
+                fresh_files,
+                checkpoint,
+                live_cache,
+                fresh_cache,
+                live_docs,
+                fresh_docs,
+            );
         }
     };
     let (live_digest, fresh_digest) = (digest(&live_files), digest(&fresh_files));
@@ -327,6 +337,59 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
         say(format!("upstream blobs: {cache_problems} problems"));
     }
 
+    // 2c. Hosted docs: the same as a fresh replay, and every manifest and file is the blob
+    // its address says.
+    if live_docs == fresh_docs {
+        say(format!("docs: identical ({} versions)", live_docs.len()));
+    } else {
+        ok = false;
+        say("docs: DIFFERENT from a fresh replay");
+    }
+    let mut docs_problems = 0;
+    let mut docs_files = 0;
+    for docs in &live_docs {
+        let what = format!("docs of {} {}", docs.name, docs.vers);
+        let manifest = match read_docs_manifest(&blobs, &docs.manifest).await {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                docs_problems += 1;
+                say(format!("  {what}: manifest {}: {e:#}", docs.manifest));
+                continue;
+            }
+        };
+        let mut blobs_to_check = vec![(docs.manifest.clone(), "the manifest".to_owned())];
+        blobs_to_check.extend(
+            manifest
+                .files
+                .into_iter()
+                .map(|(path, file)| (file.blob, path)),
+        );
+        for (blob, path) in blobs_to_check {
+            docs_files += 1;
+            let expected = blob.strip_prefix("sha256/").unwrap_or_default().to_owned();
+            match blobs.sha256_of(&blob).await? {
+                Some(actual) if actual == expected => {}
+                found => {
+                    docs_problems += 1;
+                    let state = if found.is_some() {
+                        "corrupt"
+                    } else {
+                        "missing"
+                    };
+                    say(format!("  {what}: {path}: blob {blob} is {state}"));
+                }
+            }
+        }
+    }
+    if docs_problems == 0 {
+        say(format!(
+            "docs blobs: all {docs_files} manifests and files match their addresses"
+        ));
+    } else {
+        ok = false;
+        say(format!("docs blobs: {docs_problems} problems"));
+    }
+
     // 3. Uploads still waiting for a verdict past the extractor's whole budget: stuck.
     let budget = settings
         .extractor_config(&settings.public_url(settings.listen))
@@ -360,7 +423,7 @@ pub(crate) async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     }
 
     // 4. Orphans: stored blobs no upload refers to.
-    let orphans = orphan_blobs(&store, &blobs, live).await?;
+    let orphans = orphan_blobs(&store, &blobs, log.as_ref(), live).await?;
     if orphans.is_empty() {
         say("orphan blobs: none");
     } else {
@@ -410,9 +473,10 @@ fn stuck_uploads(
 async fn orphan_blobs(
     store: &Store,
     blobs: &BlobStore,
+    log: &dyn EventLog,
     generation: u64,
 ) -> anyhow::Result<Vec<(String, u64, SystemTime)>> {
-    let referenced = store.referenced_blobs(generation).await?;
+    let referenced = referenced_blobs(store, blobs, log, generation).await?;
     Ok(blobs
         .list()
         .await?
@@ -425,12 +489,19 @@ async fn orphan_blobs(
 /// ([`Store::referenced_blobs`]) plus those of the events the projector has not folded yet.
 async fn referenced_blobs(
     store: &Store,
+    blobs: &BlobStore,
     log: &dyn EventLog,
     gen_: u64,
 ) -> anyhow::Result<BTreeSet<String>> {
     // The checkpoint first: whatever the projector folds meanwhile is read from the log.
     let checkpoint = store.checkpoint(gen_).await?;
     let mut referenced = store.referenced_blobs(gen_).await?;
+    let mut manifests: Vec<String> = store
+        .all_docs(gen_)
+        .await?
+        .into_iter()
+        .map(|docs| docs.manifest)
+        .collect();
     let head = log.head().await?;
     if head > checkpoint {
         let mut events = log.read_from(checkpoint + 1).await?;
@@ -452,6 +523,10 @@ async fn referenced_blobs(
                 Event::UpstreamCrateStored(stored) => {
                     referenced.insert(BlobStore::key_for(&stored.cksum));
                 }
+                Event::DocsUploaded(docs) => {
+                    referenced.insert(docs.manifest.clone());
+                    manifests.push(docs.manifest.clone());
+                }
                 _ => {}
             }
             if stored.seq >= head {
@@ -459,7 +534,28 @@ async fn referenced_blobs(
             }
         }
     }
+    // The files of hosted docs are named by their manifests only.
+    manifests.sort();
+    manifests.dedup();
+    for key in manifests {
+        let manifest = read_docs_manifest(blobs, &key).await.with_context(|| {
+            format!("the docs manifest {key} cannot be read, so its files cannot be told apart from orphans")
+        })?;
+        referenced.extend(manifest.files.into_values().map(|file| file.blob));
+    }
     Ok(referenced)
+}
+
+/// A docs manifest from the blob store.
+async fn read_docs_manifest(
+    blobs: &BlobStore,
+    key: &str,
+) -> anyhow::Result<depot_cratefile::DocsManifest> {
+    let bytes = blobs
+        .read_capped(key, depot_cratefile::docs::MAX_MANIFEST_BYTES)
+        .await?
+        .with_context(|| format!("blob {key} is missing"))?;
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// Whether a file written at `modified` is still within the grace period.
@@ -489,7 +585,7 @@ pub(crate) async fn gc(settings: &Settings, grace: Duration) -> anyhow::Result<(
         ));
     }
     let live = store.active_generation().await?;
-    let referenced = referenced_blobs(&store, log.as_ref(), live).await?;
+    let referenced = referenced_blobs(&store, &blobs, log.as_ref(), live).await?;
     let candidates: Vec<(String, u64)> = blobs
         .list()
         .await?
@@ -506,7 +602,7 @@ pub(crate) async fn gc(settings: &Settings, grace: Duration) -> anyhow::Result<(
             Ok(modified) if within_grace(modified, grace) => true,
             Ok(_) => {
                 let live = store.active_generation().await?;
-                referenced_blobs(&store, log.as_ref(), live)
+                referenced_blobs(&store, &blobs, log.as_ref(), live)
                     .await?
                     .contains(&key)
             }

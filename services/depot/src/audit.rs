@@ -307,6 +307,14 @@ pub(crate) fn describe(
                 stored.size, stored.cksum, stored.upstream
             );
         }
+        Event::DocsUploaded(docs) => {
+            line.action = "docs".into();
+            line.target = format!("{} {}", docs.name, docs.version);
+            line.details = format!(
+                "{} files, {} bytes, manifest {}",
+                docs.files, docs.bytes, docs.manifest
+            );
+        }
         Event::UpstreamNameAllowed(allowed) => {
             line.action = if allowed.allowed {
                 "name allowed".into()

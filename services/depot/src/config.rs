@@ -259,6 +259,28 @@ pub(crate) struct Settings {
     #[arg(long, env = "DEPOT_UPSTREAM_MAX_INDEX_SIZE", default_value = "32MiB", value_parser = parse_size, global = true)]
     pub upstream_max_index_size: u64,
 
+    /// Largest hosted-documentation archive accepted, compressed (suffixes allowed).
+    #[arg(long, env = "DEPOT_DOCS_MAX_SIZE", default_value = "256MiB", value_parser = parse_size, global = true)]
+    pub docs_max_size: u64,
+
+    /// Largest hosted-documentation archive once decompressed (suffixes allowed).
+    #[arg(long, env = "DEPOT_DOCS_MAX_UNPACKED_SIZE", default_value = "1GiB", value_parser = parse_size, global = true)]
+    pub docs_max_unpacked_size: u64,
+
+    /// Largest single file of a documentation archive (suffixes allowed); a file is held in
+    /// memory while it is stored.
+    #[arg(long, env = "DEPOT_DOCS_MAX_FILE_SIZE", default_value = "32MiB", value_parser = parse_size, global = true)]
+    pub docs_max_file_size: u64,
+
+    /// Most entries (files and directories) of a documentation archive.
+    #[arg(
+        long,
+        env = "DEPOT_DOCS_MAX_FILES",
+        default_value = "100000",
+        global = true
+    )]
+    pub docs_max_files: NonZeroU64,
+
     /// Refuse the first publish of a crate whose name (in any `-`/`_` spelling) exists in the
     /// upstream registry, unless an admin allowed it (`depot mirror allow-name`): the
     /// dependency-confusion guard.
@@ -736,6 +758,21 @@ impl Settings {
     }
 
     /// The upstream-registry cache.
+    /// Hosted documentation's limits.
+    pub(crate) fn docs(&self) -> depot_api::DocsConfig {
+        let defaults = depot_api::DocsConfig::default();
+        depot_api::DocsConfig {
+            max_archive_size: self.docs_max_size,
+            limits: depot_cratefile::DocsLimits {
+                max_unpacked_size: self.docs_max_unpacked_size,
+                max_file_size: self.docs_max_file_size,
+                max_entries: self.docs_max_files.get(),
+                ..defaults.limits
+            },
+            ..defaults
+        }
+    }
+
     pub(crate) fn upstream(&self) -> anyhow::Result<depot_api::UpstreamConfig> {
         let index = match self.upstream_index.trim() {
             "off" | "" => None,

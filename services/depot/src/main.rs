@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod config;
+mod docs;
 mod http;
 mod mirror;
 mod roles;
@@ -83,6 +84,33 @@ enum Command {
     Mirror {
         #[command(subcommand)]
         command: MirrorCommand,
+    },
+    /// Hosted documentation: upload a version's rustdoc output.
+    Docs {
+        #[command(subcommand)]
+        command: DocsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DocsCommand {
+    /// Pack a `target/doc` directory and upload it as the docs of NAME VERSION (needs a token
+    /// with `publish-update` for the crate; replaces earlier docs of that version).
+    Upload {
+        /// The Depot to upload to; default: this Depot's public URL.
+        #[arg(long, env = "DEPOT_REGISTRY_URL")]
+        registry_url: Option<String>,
+        /// The token, sent as `Authorization`.
+        #[arg(long, env = "DEPOT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The crate.
+        name: String,
+        /// The version (an accepted one).
+        #[arg(value_name = "VERSION")]
+        vers: String,
+        /// The rustdoc output directory.
+        #[arg(default_value = "target/doc")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -328,6 +356,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             MirrorCommand::Export { dir } => mirror::export(&settings, &dir).await,
             MirrorCommand::Import { dir } => mirror::import(&settings, &dir).await,
         },
+        Command::Docs {
+            command:
+                DocsCommand::Upload {
+                    registry_url,
+                    token,
+                    name,
+                    vers,
+                    dir,
+                },
+        } => {
+            docs::upload(docs::UploadRequest {
+                url: registry_url.unwrap_or_else(|| settings.public_url(settings.listen)),
+                token,
+                name,
+                version: vers,
+                dir,
+            })
+            .await
+        }
         Command::Token { command } => match command {
             TokenCommand::Create {
                 user,

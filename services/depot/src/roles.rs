@@ -242,6 +242,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             trusted_publishing: settings.trusted_publishing(),
             blob_redirect: settings.blob_redirect(),
             upstream: settings.upstream()?,
+            docs: settings.docs(),
         };
         let api_blobs = blobs.clone().expect("api has blobs");
         let inline_checker = Extractor::new(

@@ -2,6 +2,7 @@
 //! cargo user would see.
 
 mod consistency;
+mod docs;
 mod fixtures;
 mod publish;
 mod tarball;

@@ -149,6 +149,7 @@ impl TestApp {
                     .map(|url| depot_api::UpstreamIndex::parse(url).expect("an upstream URL")),
                 ..depot_api::UpstreamConfig::default()
             },
+            docs: depot_api::DocsConfig::default(),
         };
         let state = AppState::new(config, log.clone(), store.clone(), blobs);
         let listener_task =

@@ -137,6 +137,8 @@ enum Route {
     OwnersList,
     CrateInfo,
     CrateDownloads,
+    DocsUpload,
+    DocsFile,
     Me,
     PublishUpdate,
     PublishNew,
@@ -162,7 +164,7 @@ enum Route {
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 30] = [
+const EVERY_ROUTE: [Route; 32] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -170,6 +172,9 @@ const EVERY_ROUTE: [Route; 30] = [
     Route::OwnersList,
     Route::CrateInfo,
     Route::CrateDownloads,
+    // The upload first: the file is read once some caller stored it.
+    Route::DocsUpload,
+    Route::DocsFile,
     Route::Me,
     Route::PublishUpdate,
     Route::PublishNew,
@@ -206,6 +211,8 @@ impl Route {
             Route::OwnersList => "`GET /api/v1/crates/acme-core/owners`",
             Route::CrateInfo => "`GET /api/v1/crates/acme-core`",
             Route::CrateDownloads => "`GET /api/v1/crates/acme-core/downloads`",
+            Route::DocsUpload => "`PUT /api/v1/crates/acme-core/1.0.0/docs`",
+            Route::DocsFile => "`GET /docs/acme-core/1.0.0/acme_core/index.html`",
             Route::Me => "`GET /api/v1/me`",
             Route::PublishUpdate => "`PUT /api/v1/crates/new` (new version of `acme-core`)",
             Route::PublishNew => "`PUT /api/v1/crates/new` (new crate `acme-…`)",
@@ -253,6 +260,18 @@ impl Route {
             Route::OwnersList => ("GET", "/api/v1/crates/acme-core/owners".into(), vec![]),
             Route::CrateInfo => ("GET", "/api/v1/crates/acme-core".into(), vec![]),
             Route::CrateDownloads => ("GET", "/api/v1/crates/acme-core/downloads".into(), vec![]),
+            Route::DocsUpload => (
+                "PUT",
+                "/api/v1/crates/acme-core/1.0.0/docs".into(),
+                depot_cratefile::TarballBuilder::new()
+                    .add_file("acme_core/index.html", b"<html>acme</html>")
+                    .build(),
+            ),
+            Route::DocsFile => (
+                "GET",
+                "/docs/acme-core/1.0.0/acme_core/index.html".into(),
+                vec![],
+            ),
             Route::Me => ("GET", "/api/v1/me".into(), vec![]),
             Route::PublishUpdate => (
                 "PUT",
@@ -362,7 +381,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         _ if auth_required && who.invalid() => 401,
         // The crates.io cache holds public crates: any valid token with `read` may use it.
         ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload | OpenApi => 200,
-        IndexFile | Download | OwnersList | CrateInfo | CrateDownloads => {
+        IndexFile | Download | OwnersList | CrateInfo | CrateDownloads | DocsFile => {
             if !auth_required || who.reads_acme() {
                 200
             } else {
@@ -374,6 +393,11 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         Me => 200,
         PublishUpdate => match who {
             DeployInside | Owner | CiThis => 200,
+            _ => 403,
+        },
+        // Like publishing an update; admins too (as for yanks).
+        DocsUpload => match who {
+            DeployInside | Owner | CiThis | Admin => 200,
             _ => 403,
         },
         PublishNew => match who {
@@ -600,6 +624,9 @@ async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
             }
             if route == Route::UpstreamDownload && status == 200 {
                 assert!(body == upstream_crate, "{cell}");
+            }
+            if route == Route::DocsFile && status == 200 {
+                assert_eq!(text, "<html>acme</html>", "{cell}");
             }
             if route == Route::IndexFile && status == 200 {
                 assert_eq!(text.lines().next(), index_line.lines().next(), "{cell}");

@@ -9,6 +9,7 @@ mod app;
 mod auth_matrix;
 mod cargo_e2e;
 mod cluster;
+mod docs;
 mod downloads;
 mod extractor_faults;
 mod faults;
