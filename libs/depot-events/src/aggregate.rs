@@ -85,6 +85,8 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::UpstreamIndexStored(_)
         | Event::UpstreamCrateStored(_)
         | Event::UpstreamNameAllowed(_)
+        | Event::WebhookSubscribed(_)
+        | Event::WebhookUnsubscribed(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -264,6 +266,8 @@ impl CrateState {
             | Event::UpstreamIndexStored(_)
             | Event::UpstreamCrateStored(_)
             | Event::UpstreamNameAllowed(_)
+            | Event::WebhookSubscribed(_)
+            | Event::WebhookUnsubscribed(_)
             | Event::Unknown { .. } => {}
         }
     }

@@ -14,6 +14,7 @@ mod projection;
 #[macro_use]
 mod store;
 mod upstream;
+mod webhooks;
 
 pub use blob::{
     BlobBody, BlobChunks, BlobReader, BlobStore, BlobWriter, CHUNK_SIZE, Quarantined, S3Config,
@@ -28,3 +29,4 @@ pub use store::{
     Store, StoredVersion, TokenRow, TrustRow, UploadOutcome, UserRow, VersionSummary,
 };
 pub use upstream::{UpstreamCrateRow, UpstreamIndexRow};
+pub use webhooks::{AttemptResult, DeliveryRow, NewDelivery, WebhookRow};

@@ -16,6 +16,7 @@
 
 mod bulk;
 mod upstream;
+mod webhooks;
 
 use std::collections::HashMap;
 

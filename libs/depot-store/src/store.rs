@@ -1065,6 +1065,7 @@ impl Store {
             "upstream_index",
             "upstream_crates",
             "upstream_allowed",
+            "webhook_subscriptions",
             "projector_checkpoint",
             "generations",
         ] {
