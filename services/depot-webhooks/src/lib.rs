@@ -653,3 +653,131 @@ mod tests {
         assert!(backoff(u64::MAX, first, max) <= max);
     }
 }
+
+/// Most subscriptions (not removed) a registry may have.
+pub const MAX_SUBSCRIPTIONS: usize = 1_000;
+
+/// A subscription just made: its id, its secret (shown once) and the log sequence of its
+/// event (it receives the events after it).
+#[derive(Debug, Clone)]
+pub struct Subscribed {
+    /// The subscription id.
+    pub id: uuid::Uuid,
+    /// The signing secret (`whsec_…`).
+    pub secret: String,
+    /// The sequence of `webhook_subscribed`.
+    pub seq: u64,
+    /// The subscription as validated.
+    pub subscription: ValidSubscription,
+}
+
+/// Why a subscription change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The request is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such subscription.
+    #[error("{0}")]
+    NotFound(String),
+    /// The log or the database failed.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// Validates `request` and appends `webhook_subscribed` (on its own new subject) by `actor`.
+pub async fn subscribe(
+    log: &dyn EventLog,
+    store: &Store,
+    key: &WebhookKey,
+    request: SubscriptionRequest,
+    actor: &str,
+) -> Result<Subscribed, SubscribeError> {
+    let subscription = subscription::validate(request).map_err(SubscribeError::Invalid)?;
+    let existing = store
+        .webhooks(false)
+        .await
+        .map_err(|e| SubscribeError::Other(e.into()))?;
+    if existing.len() >= MAX_SUBSCRIPTIONS {
+        return Err(SubscribeError::Invalid(format!(
+            "at most {MAX_SUBSCRIPTIONS} webhook subscriptions; remove one first"
+        )));
+    }
+    let id = uuid::Uuid::now_v7();
+    let event = depot_events::Event::WebhookSubscribed(depot_events::WebhookSubscribed {
+        subscription_id: id,
+        url: subscription.url.clone(),
+        event_types: subscription.event_types.clone(),
+        crates: subscription.crates.clone(),
+        description: subscription.description.clone(),
+        created_by: actor.to_owned(),
+    });
+    let seq = append(log, &id, actor, event, depot_eventlog::Expected::Seq(0)).await?;
+    Ok(Subscribed {
+        id,
+        secret: key.secret_for(&id).to_whsec(),
+        seq,
+        subscription,
+    })
+}
+
+/// Appends `webhook_unsubscribed` for a subscription that exists and is not removed; returns
+/// the event's sequence.
+pub async fn unsubscribe(
+    log: &dyn EventLog,
+    store: &Store,
+    id: &str,
+    actor: &str,
+) -> Result<u64, SubscribeError> {
+    let not_found = || SubscribeError::NotFound(format!("no webhook subscription `{}`", id.escape_debug()));
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    let row = store
+        .webhook(&id.to_string())
+        .await
+        .map_err(|e| SubscribeError::Other(e.into()))?;
+    if row.is_none_or(|row| row.removed_seq.is_some()) {
+        return Err(not_found());
+    }
+    let event = depot_events::Event::WebhookUnsubscribed(depot_events::WebhookUnsubscribed {
+        subscription_id: id,
+    });
+    append(log, &id, actor, event, depot_eventlog::Expected::Any).await
+}
+
+async fn append(
+    log: &dyn EventLog,
+    id: &uuid::Uuid,
+    actor: &str,
+    event: depot_events::Event,
+    expected: depot_eventlog::Expected,
+) -> Result<u64, SubscribeError> {
+    let envelope = depot_events::Envelope::new(actor, event);
+    let appended = log
+        .append(
+            &depot_events::subject::webhook(id),
+            expected,
+            &envelope.id.to_string(),
+            bytes::Bytes::from(envelope.encode()),
+        )
+        .await
+        .map_err(|e| SubscribeError::Other(anyhow::Error::new(e).context("cannot append")))?;
+    Ok(appended.seq)
+}
+
+/// Waits until the projector has folded the event at `seq` (at most `limit`); whether it did.
+pub async fn wait_projected(store: &Store, seq: u64, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let folded = match store.active_generation().await {
+            Ok(generation) => store.checkpoint(generation).await.unwrap_or(0),
+            Err(_) => 0,
+        };
+        if folded >= seq {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
