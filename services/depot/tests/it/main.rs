@@ -26,3 +26,4 @@ mod tokens;
 mod trusted;
 mod upstream;
 mod validation;
+mod webhooks;
