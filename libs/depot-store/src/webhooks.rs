@@ -183,8 +183,9 @@ const DELIVERY_COLUMNS: &str = "id, subscription_id, canon, seq, event_type, web
      last_status, last_error, done_at";
 
 fn delivery_row(raw: RawDelivery) -> DeliveryRow {
-    let (id, subscription_id, canon, seq, event_type, webhook_id, payload, status, replay) =
-        (raw.0, raw.1, raw.2, raw.3, raw.4, raw.5, raw.6, raw.7, raw.8);
+    let (id, subscription_id, canon, seq, event_type, webhook_id, payload, status, replay) = (
+        raw.0, raw.1, raw.2, raw.3, raw.4, raw.5, raw.6, raw.7, raw.8,
+    );
     DeliveryRow {
         id,
         subscription_id,

@@ -85,7 +85,9 @@ impl Default for DispatcherConfig {
 /// failure, capped at `max`, then a random 50–100 % of it (jitter, so receivers coming back
 /// are not hit by every retry at once).
 pub fn backoff(attempts: u64, first: Duration, max: Duration) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+    let exponent = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(30);
     let full = first.saturating_mul(1_u32 << exponent).min(max);
     let jitter = rand::rng().random_range(0.5..=1.0);
     full.mul_f64(jitter)
@@ -192,6 +194,11 @@ impl Dispatcher {
         let mut busy: HashSet<(String, String)> = HashSet::new();
         let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
+            while let Some(done) = in_flight.try_join_next() {
+                if let Ok(key) = done {
+                    busy.remove(&key);
+                }
+            }
             if let Err(e) = self.queue_new_events().await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot queue webhook deliveries");
             }
@@ -210,17 +217,13 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "cannot prune the webhook delivery log"),
                 }
             }
-            let sleep = tokio::time::sleep(self.config.poll);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    () = &mut sleep => break,
-                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        if let Ok(key) = done {
-                            busy.remove(&key);
-                        }
-                        // A finished delivery may unblock the next one of its crate at once.
-                        break;
+            // Wait for the poll interval, or less when a delivery finishes: it may unblock the
+            // next one of its crate at once.
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll) => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok(key) = done {
+                        busy.remove(&key);
                     }
                 }
             }
@@ -356,10 +359,7 @@ impl Dispatcher {
             AttemptResult::Retry { .. } => "retried",
             AttemptResult::Failed { .. } => "failed",
         };
-        metrics
-            .webhook_deliveries
-            .with_label_values(&[label])
-            .inc();
+        metrics.webhook_deliveries.with_label_values(&[label]).inc();
         if let AttemptResult::Failed { error, .. } = &result {
             tracing::warn!(
                 subscription = %delivery.subscription_id,
@@ -447,11 +447,7 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// The events `from..=until` of the log (bounded by the caller's range), in order.
-async fn read_range(
-    log: &dyn EventLog,
-    from: u64,
-    until: u64,
-) -> anyhow::Result<Vec<StoredEvent>> {
+async fn read_range(log: &dyn EventLog, from: u64, until: u64) -> anyhow::Result<Vec<StoredEvent>> {
     let mut events = Vec::new();
     if from > until {
         return Ok(events);
@@ -567,8 +563,14 @@ pub async fn queue_replay(
     subscription: Option<&str>,
     max_backlog: u64,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let generation = store.active_generation().await.map_err(ReplayError::other)?;
-    let checkpoint = store.checkpoint(generation).await.map_err(ReplayError::other)?;
+    let generation = store
+        .active_generation()
+        .await
+        .map_err(ReplayError::other)?;
+    let checkpoint = store
+        .checkpoint(generation)
+        .await
+        .map_err(ReplayError::other)?;
     let from = from.max(1);
     let to = to.unwrap_or(checkpoint).min(checkpoint);
     if to < from {
@@ -599,12 +601,21 @@ pub async fn queue_replay(
             id.escape_debug()
         )));
     }
-    let events = read_range(log, from, to).await.map_err(ReplayError::Other)?;
+    let events = read_range(log, from, to)
+        .await
+        .map_err(ReplayError::Other)?;
     let backlogs = store.webhook_backlogs().await.map_err(ReplayError::other)?;
-    let deliveries =
-        deliveries_for(store, &events, &subscriptions, backlogs, max_backlog, true, false)
-            .await
-            .map_err(ReplayError::Other)?;
+    let deliveries = deliveries_for(
+        store,
+        &events,
+        &subscriptions,
+        backlogs,
+        max_backlog,
+        true,
+        false,
+    )
+    .await
+    .map_err(ReplayError::Other)?;
     let refused = deliveries.iter().filter(|d| d.refused.is_some()).count();
     store
         .queue_webhook_deliveries(&deliveries, None, now_ms())
@@ -729,7 +740,8 @@ pub async fn unsubscribe(
     id: &str,
     actor: &str,
 ) -> Result<u64, SubscribeError> {
-    let not_found = || SubscribeError::NotFound(format!("no webhook subscription `{}`", id.escape_debug()));
+    let not_found =
+        || SubscribeError::NotFound(format!("no webhook subscription `{}`", id.escape_debug()));
     let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
     let row = store
         .webhook(&id.to_string())

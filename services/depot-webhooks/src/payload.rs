@@ -52,7 +52,10 @@ impl WebhookEvent {
         let mut name = None;
         match kind {
             "version_accepted" => {
-                name = data.pointer("/entry/name").and_then(Value::as_str).map(str::to_owned);
+                name = data
+                    .pointer("/entry/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 fields.insert("version".into(), json!(text(data, "vers")?));
                 fields.insert("checksum".into(), json!(text(data, "cksum")?));
             }
@@ -90,11 +93,7 @@ impl WebhookEvent {
     /// attempt and replay, so receivers can drop duplicates.
     pub fn webhook_id(&self, subscription_id: &str) -> String {
         let simple = |id: &str| id.replace('-', "");
-        format!(
-            "msg_{}_{}",
-            simple(&self.event_id),
-            simple(subscription_id)
-        )
+        format!("msg_{}_{}", simple(&self.event_id), simple(subscription_id))
     }
 
     /// The JSON body, with the crate named `name` (its published spelling).
@@ -165,9 +164,20 @@ mod tests {
             json!(["bob"])
         );
         // Not delivered: uploads, token events, malformed payloads.
-        assert!(WebhookEvent::from_stored(&stored("crate.a", "version_uploaded", json!({}))).is_none());
-        assert!(WebhookEvent::from_stored(&stored("principal.a", "version_yanked", json!({"vers":"1.0.0"}))).is_none());
-        assert!(WebhookEvent::from_stored(&stored("crate.a", "version_yanked", json!({}))).is_none());
+        assert!(
+            WebhookEvent::from_stored(&stored("crate.a", "version_uploaded", json!({}))).is_none()
+        );
+        assert!(
+            WebhookEvent::from_stored(&stored(
+                "principal.a",
+                "version_yanked",
+                json!({"vers":"1.0.0"})
+            ))
+            .is_none()
+        );
+        assert!(
+            WebhookEvent::from_stored(&stored("crate.a", "version_yanked", json!({}))).is_none()
+        );
         let mut junk = yank.clone();
         junk.payload = bytes::Bytes::from_static(b"{not json");
         assert!(WebhookEvent::from_stored(&junk).is_none());

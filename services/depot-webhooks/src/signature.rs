@@ -94,7 +94,11 @@ impl WebhookSecret {
     pub fn sign(&self, webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
         format!(
             "v1,{}",
-            BASE64.encode(self.mac(webhook_id, timestamp, body).finalize().into_bytes())
+            BASE64.encode(
+                self.mac(webhook_id, timestamp, body)
+                    .finalize()
+                    .into_bytes()
+            )
         )
     }
 

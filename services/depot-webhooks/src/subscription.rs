@@ -54,8 +54,12 @@ pub fn validate_url(url: &str) -> Result<(), String> {
             url.len()
         ));
     }
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("the webhook URL `{}` is not a valid URL: {e}", url.escape_debug()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        format!(
+            "the webhook URL `{}` is not a valid URL: {e}",
+            url.escape_debug()
+        )
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "the webhook URL must be http or https, not `{}`",
@@ -172,7 +176,11 @@ mod tests {
         r.event_types = vec!["crate.yanked".into(), "crate.yanked".into()];
         assert_eq!(validate(r.clone()).unwrap().event_types, ["crate.yanked"]);
         r.event_types = vec!["crate.deleted".into()];
-        assert!(validate(r.clone()).unwrap_err().contains("unknown webhook event type"));
+        assert!(
+            validate(r.clone())
+                .unwrap_err()
+                .contains("unknown webhook event type")
+        );
         r.event_types = vec![];
         r.crates = vec!["acme-*".into()];
         assert!(validate(r.clone()).is_ok());

@@ -491,33 +491,68 @@ pub(crate) struct Settings {
     pub webhooks: bool,
 
     /// Webhook requests in flight at once.
-    #[arg(long, env = "DEPOT_WEBHOOK_CONCURRENCY", default_value = "16", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_CONCURRENCY",
+        default_value = "16",
+        global = true
+    )]
     pub webhook_concurrency: NonZeroUsize,
 
     /// Timeout of one webhook request, in seconds (connecting included).
-    #[arg(long, env = "DEPOT_WEBHOOK_TIMEOUT_SECS", default_value = "10", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_TIMEOUT_SECS",
+        default_value = "10",
+        global = true
+    )]
     pub webhook_timeout_secs: NonZeroU64,
 
     /// Delay of a webhook's first retry, in milliseconds; it doubles per failure, with jitter.
-    #[arg(long, env = "DEPOT_WEBHOOK_RETRY_MS", default_value = "1000", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_RETRY_MS",
+        default_value = "1000",
+        global = true
+    )]
     pub webhook_retry_ms: NonZeroU64,
 
     /// Longest delay between two attempts of a webhook delivery, in seconds.
-    #[arg(long, env = "DEPOT_WEBHOOK_MAX_RETRY_SECS", default_value = "600", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_RETRY_SECS",
+        default_value = "600",
+        global = true
+    )]
     pub webhook_max_retry_secs: NonZeroU64,
 
     /// A webhook delivery not delivered this many seconds after it was queued is given up
     /// (failed in the delivery log).
-    #[arg(long, env = "DEPOT_WEBHOOK_MAX_AGE_SECS", default_value = "86400", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_AGE_SECS",
+        default_value = "86400",
+        global = true
+    )]
     pub webhook_max_age_secs: NonZeroU64,
 
     /// Most pending deliveries per webhook subscription; further events are recorded as
     /// failed (`backlog full`) until it drains.
-    #[arg(long, env = "DEPOT_WEBHOOK_MAX_BACKLOG", default_value = "10000", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_BACKLOG",
+        default_value = "10000",
+        global = true
+    )]
     pub webhook_max_backlog: NonZeroU64,
 
     /// Days delivered and failed webhook deliveries stay in the delivery log.
-    #[arg(long, env = "DEPOT_WEBHOOK_LOG_DAYS", default_value = "30", global = true)]
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_LOG_DAYS",
+        default_value = "30",
+        global = true
+    )]
     pub webhook_log_days: NonZeroU64,
 }
 

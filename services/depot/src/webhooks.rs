@@ -38,6 +38,7 @@ pub(crate) async fn add(settings: &Settings, request: SubscriptionRequest) -> an
     let made = depot_webhooks::subscribe(backend.log.as_ref(), &store, &key, request, ADMIN_ACTOR)
         .await
         .map_err(refused)?;
+    depot_webhooks::wait_projected(&store, made.seq, Duration::from_secs(10)).await;
     note(&format!(
         "added webhook {} to {} for {}; it receives events after {}. Its signing secret is \
          shown only once:",

@@ -72,7 +72,11 @@ fn verify(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<String, Str
     Err("no valid signature".into())
 }
 
-async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+async fn hook(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
     if receiver.failing.load(Ordering::SeqCst) {
         *receiver.refused.lock().unwrap() += 1;
         return StatusCode::INTERNAL_SERVER_ERROR;
@@ -148,7 +152,13 @@ async fn publish(depot: &TestDepot, token: &str, name: &str, vers: &str) {
     assert!(started.elapsed() < Duration::from_secs(10), "slow publish");
 }
 
-async fn send(depot: &TestDepot, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> u16 {
+async fn send(
+    depot: &TestDepot,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> u16 {
     let mut request = depot
         .http
         .request(method, format!("{}{path}", depot.url))
@@ -226,10 +236,40 @@ async fn signed_ordered_and_delivered_after_an_outage(setup: Setup) {
     publish(&depot, &alice, "hook-a", "1.1.0").await;
     let delete = reqwest::Method::DELETE;
     let put = reqwest::Method::PUT;
-    assert_eq!(send(&depot, delete, "/api/v1/crates/hook-a/1.0.0/yank", &alice, None).await, 200);
-    assert_eq!(send(&depot, put.clone(), "/api/v1/crates/hook-a/1.0.0/unyank", &alice, None).await, 200);
+    assert_eq!(
+        send(
+            &depot,
+            delete,
+            "/api/v1/crates/hook-a/1.0.0/yank",
+            &alice,
+            None
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send(
+            &depot,
+            put.clone(),
+            "/api/v1/crates/hook-a/1.0.0/unyank",
+            &alice,
+            None
+        )
+        .await,
+        200
+    );
     let owners = json!({"users": ["bob"]});
-    assert_eq!(send(&depot, put, "/api/v1/crates/hook-a/owners", &alice, Some(owners)).await, 200);
+    assert_eq!(
+        send(
+            &depot,
+            put,
+            "/api/v1/crates/hook-a/owners",
+            &alice,
+            Some(owners)
+        )
+        .await,
+        200
+    );
     publish(&depot, &alice, "hook-b", "2.0.0").await;
 
     // Down: connections refused for a while, then answers 500 for a while, then up.
@@ -262,14 +302,21 @@ async fn signed_ordered_and_delivered_after_an_outage(setup: Setup) {
         story(&received, "hook-b"),
         ["crate.published 1.0.0", "crate.published 2.0.0"]
     );
-    assert_eq!(received.len(), 7, "nothing for `other`, nothing twice: {received:#?}");
+    assert_eq!(
+        received.len(),
+        7,
+        "nothing for `other`, nothing twice: {received:#?}"
+    );
     let yank = received
         .iter()
         .find(|r| r.body["type"] == "crate.yanked")
         .unwrap();
     assert_eq!(yank.body["data"]["actor"], "alice");
     let timestamp = yank.body["timestamp"].as_str().unwrap();
-    assert!(timestamp.ends_with('Z') && timestamp.len() == 24, "{timestamp}");
+    assert!(
+        timestamp.ends_with('Z') && timestamp.len() == 24,
+        "{timestamp}"
+    );
     // Every sequence in the payloads is increasing per crate (log order).
     for krate in ["hook-a", "hook-b"] {
         let seqs: Vec<u64> = received
@@ -283,10 +330,17 @@ async fn signed_ordered_and_delivered_after_an_outage(setup: Setup) {
     // The delivery log shows the retries.
     let (ok, stdout, stderr) = depot.depot(&["webhook", "deliveries", &id]);
     assert!(ok, "{stderr}");
-    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), 7, "{stdout}");
     assert!(rows.iter().all(|r| r[3] == "delivered"), "{stdout}");
-    assert!(rows.iter().any(|r| r[4].parse::<u32>().unwrap() > 1), "{stdout}");
+    assert!(
+        rows.iter().any(|r| r[4].parse::<u32>().unwrap() > 1),
+        "{stdout}"
+    );
 
     // Replay exactly the yank and the unyank: the same webhook-ids and bodies again, in order.
     let yank_seq = yank.body["data"]["seq"].as_u64().unwrap();
@@ -333,22 +387,42 @@ async fn hostile_subscriptions_are_refused_without_an_event(setup: Setup) {
     for (args, expected) in [
         (vec!["--url", "ftp://example.com/x"], "http or https"),
         (vec!["--url", "file:///etc/passwd"], "http or https"),
-        (vec!["--url", "https://user:pw@example.com/"], "user name or password"),
+        (
+            vec!["--url", "https://user:pw@example.com/"],
+            "user name or password",
+        ),
         (vec!["--url", "not a url"], "not a valid URL"),
         (vec!["--url", huge.as_str()], "bytes long"),
-        (vec!["--url", "https://example.com/", "--crate", "a/b"], "crate pattern"),
-        (vec!["--url", "https://example.com/", "--event", "crate.deleted"], "unknown webhook event type"),
+        (
+            vec!["--url", "https://example.com/", "--crate", "a/b"],
+            "crate pattern",
+        ),
+        (
+            vec!["--url", "https://example.com/", "--event", "crate.deleted"],
+            "unknown webhook event type",
+        ),
     ] {
         let mut all = vec!["webhook", "add"];
         all.extend(args.iter().copied());
         let (ok, _, stderr) = depot.depot(&all);
         assert!(!ok && stderr.contains(expected), "{args:?}: {stderr}");
     }
-    assert_eq!(depot.log_head().await, head, "a refused subscription appended an event");
+    assert_eq!(
+        depot.log_head().await,
+        head,
+        "a refused subscription appended an event"
+    );
     let (ok, _, stderr) = depot.depot(&["webhook", "deliveries", "not-a-uuid"]);
-    assert!(!ok && stderr.contains("no webhook subscription"), "{stderr}");
-    let (ok, _, stderr) = depot.depot(&["webhook", "replay", "--from", "1", "--subscription", "nope"]);
-    assert!(!ok && stderr.contains("no webhook subscription"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("no webhook subscription"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) =
+        depot.depot(&["webhook", "replay", "--from", "1", "--subscription", "nope"]);
+    assert!(
+        !ok && stderr.contains("no webhook subscription"),
+        "{stderr}"
+    );
 }
 
 /// A receiver that accepts connections and never answers: publishes complete as promptly as
