@@ -86,6 +86,8 @@ pub fn version_of(event: &Event) -> Option<&str> {
         | Event::UpstreamCrateStored(_)
         | Event::UpstreamNameAllowed(_)
         | Event::DocsUploaded(_)
+        | Event::WebhookSubscribed(_)
+        | Event::WebhookUnsubscribed(_)
         | Event::Unknown { .. } => None,
     }
 }
@@ -266,6 +268,8 @@ impl CrateState {
             | Event::UpstreamCrateStored(_)
             | Event::UpstreamNameAllowed(_)
             | Event::DocsUploaded(_)
+            | Event::WebhookSubscribed(_)
+            | Event::WebhookUnsubscribed(_)
             | Event::Unknown { .. } => {}
         }
     }

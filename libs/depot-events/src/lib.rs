@@ -21,7 +21,8 @@ pub use payload::{
     DocsUploaded, Event, ExtractedMetadata, OidcOrigin, OwnersChanged, RejectionReason,
     TokenIssued, TokenKind, TokenRevoked, TokenScope, TrustAdded, TrustRemoved, TrustedOnlySet,
     UpstreamCrateStored, UpstreamIndexStored, UpstreamNameAllowed, UserChanged, UserCreated,
-    VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled,
+    VersionAccepted, VersionRejected, VersionUploaded, VersionYankToggled, WebhookSubscribed,
+    WebhookUnsubscribed,
 };
 
 /// Subjects of the log: one per aggregate.
@@ -65,5 +66,10 @@ pub mod subject {
     /// and `foo_bar` are separate files upstream and separate subjects here).
     pub fn upstream(lowercase: &depot_index::CrateName) -> String {
         format!("upstream.{}", lowercase.to_lowercase())
+    }
+
+    /// The subject of a webhook subscription: `webhook.<subscription id, simple hex>`.
+    pub fn webhook(subscription_id: &uuid::Uuid) -> String {
+        format!("webhook.{}", subscription_id.simple())
     }
 }

@@ -58,6 +58,11 @@ pub enum Event {
     /// The rustdoc output of a version was uploaded; it replaces any earlier docs of that
     /// version (`docs_uploaded`).
     DocsUploaded(DocsUploaded),
+    /// An admin subscribed a URL to crate events (`webhook_subscribed`, on
+    /// `webhook.<subscription id>`).
+    WebhookSubscribed(WebhookSubscribed),
+    /// A webhook subscription was removed (`webhook_unsubscribed`).
+    WebhookUnsubscribed(WebhookUnsubscribed),
     /// An event type this build does not know (written by a newer build).
     Unknown {
         /// The `type` of the envelope.
@@ -90,6 +95,8 @@ impl Event {
             Event::UpstreamCrateStored(_) => "upstream_crate_stored",
             Event::UpstreamNameAllowed(_) => "upstream_name_allowed",
             Event::DocsUploaded(_) => "docs_uploaded",
+            Event::WebhookSubscribed(_) => "webhook_subscribed",
+            Event::WebhookUnsubscribed(_) => "webhook_unsubscribed",
             Event::Unknown { kind, .. } => kind,
         }
     }
@@ -115,6 +122,8 @@ impl Event {
             Event::UpstreamCrateStored(d) => json(d),
             Event::UpstreamNameAllowed(d) => json(d),
             Event::DocsUploaded(d) => json(d),
+            Event::WebhookSubscribed(d) => json(d),
+            Event::WebhookUnsubscribed(d) => json(d),
             Event::Unknown { data, .. } => data.clone(),
         }
     }
@@ -142,6 +151,8 @@ impl Event {
             "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
             "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
             "docs_uploaded" => Event::DocsUploaded(parse(data)?),
+            "webhook_subscribed" => Event::WebhookSubscribed(parse(data)?),
+            "webhook_unsubscribed" => Event::WebhookUnsubscribed(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data: parse(data)?,
@@ -171,6 +182,8 @@ impl Event {
             "upstream_crate_stored" => Event::UpstreamCrateStored(parse(data)?),
             "upstream_name_allowed" => Event::UpstreamNameAllowed(parse(data)?),
             "docs_uploaded" => Event::DocsUploaded(parse(data)?),
+            "webhook_subscribed" => Event::WebhookSubscribed(parse(data)?),
+            "webhook_unsubscribed" => Event::WebhookUnsubscribed(parse(data)?),
             other => Event::Unknown {
                 kind: other.to_owned(),
                 data,
@@ -565,4 +578,32 @@ pub struct DocsUploaded {
     /// The token used, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<Uuid>,
+}
+
+/// `webhook_subscribed` (on `webhook.<subscription id>`): `url` receives the crate events of
+/// `event_types` for the crates `crates` names, signed with a secret derived from the server's
+/// webhook key and the subscription id. The secret itself is never recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscribed {
+    /// The subscription's id.
+    pub subscription_id: Uuid,
+    /// Where deliveries are POSTed (`http` or `https`).
+    pub url: String,
+    /// The webhook event types delivered, e.g. `crate.published`.
+    pub event_types: Vec<String>,
+    /// Crate name patterns (`*` wildcard, as for tokens); empty means all crates.
+    #[serde(default)]
+    pub crates: Vec<String>,
+    /// A label for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Who subscribed: a login, or `depot:admin` for the command line.
+    pub created_by: String,
+}
+
+/// `webhook_unsubscribed` (on `webhook.<subscription id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookUnsubscribed {
+    /// The subscription's id.
+    pub subscription_id: Uuid,
 }

@@ -424,3 +424,25 @@ fn docs_uploaded() {
         })
     );
 }
+
+#[test]
+fn webhook_events() {
+    let id = uuid::Uuid::parse_str("0193a5c0-0000-7000-8000-0000000000ab").unwrap();
+    check(
+        Event::WebhookSubscribed(depot_events::WebhookSubscribed {
+            subscription_id: id,
+            url: "https://hooks.example.com/depot".into(),
+            event_types: vec!["crate.published".into(), "crate.yanked".into()],
+            crates: vec!["acme-*".into()],
+            description: Some("release bot".into()),
+            created_by: "alice".into(),
+        }),
+        r#"{"subscription_id":"0193a5c0-0000-7000-8000-0000000000ab","url":"https://hooks.example.com/depot","event_types":["crate.published","crate.yanked"],"crates":["acme-*"],"description":"release bot","created_by":"alice"}"#,
+    );
+    check(
+        Event::WebhookUnsubscribed(depot_events::WebhookUnsubscribed {
+            subscription_id: id,
+        }),
+        r#"{"subscription_id":"0193a5c0-0000-7000-8000-0000000000ab"}"#,
+    );
+}

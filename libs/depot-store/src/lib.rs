@@ -17,6 +17,7 @@ mod upstream;
 mod web;
 // After `store`, whose macros it uses.
 mod docs;
+mod webhooks;
 
 pub use blob::{
     BlobBody, BlobChunks, BlobReader, BlobStore, BlobWriter, CHUNK_SIZE, Quarantined, S3Config,
@@ -33,3 +34,4 @@ pub use store::{
 };
 pub use upstream::{UpstreamCrateRow, UpstreamIndexRow};
 pub use web::{CrateCard, CrateDetails, VersionDetails};
+pub use webhooks::{AttemptResult, DeliveryRow, NewDelivery, WebhookRow};

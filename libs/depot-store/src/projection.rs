@@ -17,6 +17,7 @@
 mod bulk;
 mod docs;
 mod upstream;
+mod webhooks;
 
 use std::collections::HashMap;
 

@@ -1083,6 +1083,7 @@ impl Store {
             "upstream_crates",
             "upstream_allowed",
             "docs",
+            "webhook_subscriptions",
             "projector_checkpoint",
             "generations",
         ] {

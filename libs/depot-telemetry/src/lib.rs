@@ -212,6 +212,30 @@ pub const METRICS: &[MetricSpec] = &[
         ["kind"],
         "Bytes served from the upstream-registry cache, by kind (index, crate)."
     ),
+    spec!(
+        "depot_webhook_deliveries_total",
+        Counter,
+        ["result"],
+        "Webhook delivery attempts by result: delivered (2xx), retried (will be tried again), failed (given up)."
+    ),
+    spec!(
+        "depot_webhook_attempts_total",
+        Counter,
+        [],
+        "HTTP requests made to webhook receivers."
+    ),
+    spec!(
+        "depot_webhook_backlog",
+        Gauge,
+        [],
+        "Webhook deliveries pending (queued or waiting for a retry), as the active dispatcher last counted them."
+    ),
+    spec!(
+        "depot_webhook_dispatcher_active",
+        Gauge,
+        [],
+        "1 while this process holds the webhook lease and delivers, 0 while it stands by."
+    ),
 ];
 
 /// The buckets of every `_seconds` histogram: 1 ms to 60 s.

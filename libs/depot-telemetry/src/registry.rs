@@ -47,6 +47,14 @@ pub struct Metrics {
     pub projector_events: IntCounterVec,
     /// `depot_projector_batch_duration_seconds`.
     pub projector_batch: Histogram,
+    /// `depot_webhook_deliveries_total{result}`.
+    pub webhook_deliveries: IntCounterVec,
+    /// `depot_webhook_attempts_total`.
+    pub webhook_attempts: IntCounter,
+    /// `depot_webhook_backlog`.
+    pub webhook_backlog: IntGauge,
+    /// `depot_webhook_dispatcher_active`.
+    pub webhook_dispatcher_active: IntGauge,
     /// `depot_index_cache_requests_total{result}`.
     pub index_cache: IntCounterVec,
     /// `depot_download_cache_requests_total{result}`.
@@ -164,6 +172,10 @@ impl Metrics {
             upstream_fetch_duration: Declared::declare(r, "depot_upstream_fetch_duration_seconds"),
             upstream_errors: Declared::declare(r, "depot_upstream_errors_total"),
             upstream_bytes_served: Declared::declare(r, "depot_upstream_bytes_served_total"),
+            webhook_deliveries: Declared::declare(r, "depot_webhook_deliveries_total"),
+            webhook_attempts: Declared::declare(r, "depot_webhook_attempts_total"),
+            webhook_backlog: Declared::declare(r, "depot_webhook_backlog"),
+            webhook_dispatcher_active: Declared::declare(r, "depot_webhook_dispatcher_active"),
             registry,
         }
     }
@@ -216,6 +228,7 @@ mod tests {
         m.index_cache.with_label_values(&["hit"]).inc();
         m.download_cache.with_label_values(&["hit"]).inc();
         m.auth_refusals.with_label_values(&["missing"]).inc();
+        m.webhook_deliveries.with_label_values(&["delivered"]).inc();
         m.upstream_requests
             .with_label_values(&["index", "hit"])
             .inc();

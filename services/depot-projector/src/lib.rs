@@ -346,6 +346,8 @@ impl Projector {
                 }
             } else if stored.subject.starts_with("upstream.") {
                 apply_upstream_event(&mut tx, stored.seq, envelope).await?;
+            } else if stored.subject.starts_with("webhook.") {
+                apply_webhook_event(&mut tx, stored.seq, envelope).await?;
             } else {
                 apply_principal_event(&mut tx, envelope).await?;
             }
@@ -585,6 +587,8 @@ fn apply_crate_event(
         | Event::UserEnabled(_)
         | Event::UpstreamIndexStored(_)
         | Event::UpstreamCrateStored(_)
+        | Event::WebhookSubscribed(_)
+        | Event::WebhookUnsubscribed(_)
         | Event::Unknown { .. } => {
             tracing::warn!(
                 seq,
@@ -637,6 +641,29 @@ async fn apply_upstream_event(
             seq,
             event.kind = envelope.kind(),
             "ignoring a non-upstream event on an upstream subject"
+        ),
+    }
+    Ok(())
+}
+
+/// Webhook subscriptions live in their own table; a removed one stays, with the sequence of
+/// its removal, so the dispatcher can tell which events it was subscribed to.
+async fn apply_webhook_event(
+    tx: &mut ProjectionTx,
+    seq: u64,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    match &envelope.event {
+        Event::WebhookSubscribed(subscribed) => {
+            tx.add_webhook(subscribed, seq, envelope.at).await?;
+        }
+        Event::WebhookUnsubscribed(removed) => {
+            tx.remove_webhook(removed.subscription_id, seq).await?;
+        }
+        _ => tracing::warn!(
+            seq,
+            event.kind = envelope.kind(),
+            "ignoring a non-webhook event on a webhook subject"
         ),
     }
     Ok(())

@@ -323,6 +323,19 @@ pub(crate) fn describe(
             };
             line.details = format!("`{}` may exist upstream", allowed.name);
         }
+        Event::WebhookSubscribed(subscribed) => {
+            line.action = "webhook added".into();
+            line.target = subscribed.subscription_id.to_string();
+            line.details = format!(
+                "{} for {}",
+                subscribed.url,
+                subscribed.event_types.join(", ")
+            );
+        }
+        Event::WebhookUnsubscribed(removed) => {
+            line.action = "webhook removed".into();
+            line.target = removed.subscription_id.to_string();
+        }
         Event::Unknown { .. } => {}
     }
     line

@@ -500,6 +500,82 @@ pub(crate) struct Settings {
         global = true
     )]
     pub command_burst: NonZeroU32,
+
+    /// The key every webhook subscription's signing secret is derived from (at least 32
+    /// characters; every process of a deployment needs the same one). Without it, a random
+    /// key is generated on first use into `webhook.key` in the data directory.
+    #[arg(long, env = "DEPOT_WEBHOOK_KEY", hide_env_values = true, global = true)]
+    pub webhook_key: Option<String>,
+
+    /// Whether this process runs the webhook dispatcher beside its projector (one process
+    /// of a deployment delivers at a time).
+    #[arg(long, env = "DEPOT_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub webhooks: bool,
+
+    /// Webhook requests in flight at once.
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_CONCURRENCY",
+        default_value = "16",
+        global = true
+    )]
+    pub webhook_concurrency: NonZeroUsize,
+
+    /// Timeout of one webhook request, in seconds (connecting included).
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_TIMEOUT_SECS",
+        default_value = "10",
+        global = true
+    )]
+    pub webhook_timeout_secs: NonZeroU64,
+
+    /// Delay of a webhook's first retry, in milliseconds; it doubles per failure, with jitter.
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_RETRY_MS",
+        default_value = "1000",
+        global = true
+    )]
+    pub webhook_retry_ms: NonZeroU64,
+
+    /// Longest delay between two attempts of a webhook delivery, in seconds.
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_RETRY_SECS",
+        default_value = "600",
+        global = true
+    )]
+    pub webhook_max_retry_secs: NonZeroU64,
+
+    /// A webhook delivery not delivered this many seconds after it was queued is given up
+    /// (failed in the delivery log).
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_AGE_SECS",
+        default_value = "86400",
+        global = true
+    )]
+    pub webhook_max_age_secs: NonZeroU64,
+
+    /// Most pending deliveries per webhook subscription; further events are recorded as
+    /// failed (`backlog full`) until it drains.
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_MAX_BACKLOG",
+        default_value = "10000",
+        global = true
+    )]
+    pub webhook_max_backlog: NonZeroU64,
+
+    /// Days delivered and failed webhook deliveries stay in the delivery log.
+    #[arg(
+        long,
+        env = "DEPOT_WEBHOOK_LOG_DAYS",
+        default_value = "30",
+        global = true
+    )]
+    pub webhook_log_days: NonZeroU64,
 }
 
 /// Settings of `depot gc`.
@@ -638,6 +714,59 @@ impl Settings {
             anyhow::bail!("DEPOT_MAX_JSON_SIZE must fit in 32 bits");
         }
         Ok(())
+    }
+
+    /// The webhook key: DEPOT_WEBHOOK_KEY, else the key file `webhook.key` of the data
+    /// directory, created (random, mode 0600) if missing.
+    pub(crate) fn webhook_key(&self) -> anyhow::Result<depot_webhooks::WebhookKey> {
+        if let Some(key) = &self.webhook_key {
+            return depot_webhooks::WebhookKey::new(key.as_bytes().to_vec())
+                .map_err(|e| anyhow::anyhow!("DEPOT_WEBHOOK_KEY: {e}"));
+        }
+        let path = self.data_dir.join("webhook.key");
+        match std::fs::read(&path) {
+            Ok(bytes) => depot_webhooks::WebhookKey::new(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let key = depot_webhooks::WebhookKey::generate();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                match options.open(&path) {
+                    Ok(mut file) => {
+                        std::io::Write::write_all(&mut file, key.as_bytes())?;
+                        file.sync_all()?;
+                        Ok(key)
+                    }
+                    // Another process created it first: use that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let bytes = std::fs::read(&path)?;
+                        depot_webhooks::WebhookKey::new(bytes)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                    }
+                    Err(e) => Err(anyhow::Error::new(e)
+                        .context(format!("cannot create the webhook key {}", path.display()))),
+                }
+            }
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("cannot read the webhook key {}", path.display()))),
+        }
+    }
+
+    /// The webhook dispatcher's settings.
+    pub(crate) fn webhook_config(&self) -> depot_webhooks::DispatcherConfig {
+        depot_webhooks::DispatcherConfig {
+            concurrency: self.webhook_concurrency.get(),
+            request_timeout: Duration::from_secs(self.webhook_timeout_secs.get()),
+            first_retry: Duration::from_millis(self.webhook_retry_ms.get()),
+            max_retry: Duration::from_secs(self.webhook_max_retry_secs.get()),
+            max_age: Duration::from_secs(self.webhook_max_age_secs.get()),
+            max_backlog: self.webhook_max_backlog.get(),
+            retention: Duration::from_secs(self.webhook_log_days.get().saturating_mul(86_400)),
+            ..depot_webhooks::DispatcherConfig::default()
+        }
     }
 
     /// The unpacked cap: DEPOT_MAX_UNPACKED_SIZE, or the larger of 512 MiB and 50 times the

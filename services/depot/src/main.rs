@@ -10,6 +10,7 @@ mod docs;
 mod http;
 mod mirror;
 mod roles;
+mod webhooks;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -79,6 +80,12 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Webhooks: subscribe URLs to crate events, list them and their deliveries, re-send
+    /// history.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// The crates.io cache: pre-fetch (sync), export and import it; names the
     /// dependency-confusion guard lets through.
     Mirror {
@@ -111,6 +118,55 @@ enum DocsCommand {
         /// The rustdoc output directory.
         #[arg(default_value = "target/doc")]
         dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Subscribe a URL to crate events and print its signing secret once (`whsec_…`, alone on
+    /// the last line of standard output). It receives the events appended after it.
+    Add {
+        /// Where deliveries are POSTed (http or https).
+        #[arg(long)]
+        url: String,
+        /// Event type (repeatable): crate.published, crate.yanked, crate.unyanked,
+        /// crate.owners_added, crate.owners_removed, crate.docs_uploaded; default: all.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Crate name pattern, `*` as wildcard (repeatable); default: all crates.
+        #[arg(long = "crate")]
+        crates: Vec<String>,
+        /// A label to recognise the subscription by.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List subscriptions with their pending deliveries.
+    List,
+    /// Remove a subscription: its pending deliveries are given up.
+    Remove {
+        /// The subscription id (`depot webhook list` shows it).
+        id: String,
+    },
+    /// The newest deliveries of a subscription.
+    Deliveries {
+        /// The subscription id.
+        id: String,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send the events of a range of the log again (with their original webhook-id), in log
+    /// order, to every subscription they match (or one).
+    Replay {
+        /// The first event sequence.
+        #[arg(long)]
+        from: u64,
+        /// The last event sequence; default: the last one folded.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Only this subscription.
+        #[arg(long)]
+        subscription: Option<String>,
     },
 }
 
@@ -327,6 +383,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             UserCommand::Enable { login } => {
                 accounts::set_user_disabled(&settings, &login, false).await
             }
+        },
+        Command::Webhook { command } => match command {
+            WebhookCommand::Add {
+                url,
+                events,
+                crates,
+                description,
+            } => {
+                let request = depot_webhooks::SubscriptionRequest {
+                    url,
+                    event_types: events,
+                    crates,
+                    description,
+                };
+                webhooks::add(&settings, request).await
+            }
+            WebhookCommand::List => webhooks::list(&settings).await,
+            WebhookCommand::Remove { id } => webhooks::remove(&settings, &id).await,
+            WebhookCommand::Deliveries { id, limit } => {
+                webhooks::deliveries(&settings, &id, limit).await
+            }
+            WebhookCommand::Replay {
+                from,
+                to,
+                subscription,
+            } => webhooks::replay(&settings, from, to, subscription.as_deref()).await,
         },
         Command::Mirror { command } => match command {
             MirrorCommand::AllowName { name, withdraw } => {

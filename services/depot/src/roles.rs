@@ -216,6 +216,21 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
         tasks.spawn(async move { sampler.sample_lag(Duration::from_secs(5), stop).await });
         let stop = stopped();
         tasks.spawn(async move { projector.run(stop).await.context("projector failed") });
+        if settings.webhooks {
+            let dispatcher = depot_webhooks::Dispatcher::new(
+                log.clone(),
+                store.clone().expect("projector has a store"),
+                settings.webhook_key()?,
+                settings.webhook_config(),
+            )?;
+            let stop = stopped();
+            tasks.spawn(async move {
+                dispatcher
+                    .run(stop)
+                    .await
+                    .context("webhook dispatcher failed")
+            });
+        }
     }
     if roles.extractor {
         let extractor = Extractor::new(

@@ -28,3 +28,4 @@ mod trusted;
 mod upstream;
 mod validation;
 mod web;
+mod webhooks;
