@@ -124,13 +124,13 @@ impl Store {
                 .replace('_', "\\_")
         );
         let rows: Vec<(String, String, Option<String>, i64, i64, String)> = on_read!(&self.db, pool => {
-            sqlx::query_as(concat!(
+            sqlx::query_as(
                 "SELECT c.name, c.max_version, c.description, c.updated_at, \
                  coalesce((SELECT sum(d.count) FROM downloads d WHERE d.canon = c.canon), 0), \
                  c.state FROM crates c WHERE c.gen = (SELECT gen FROM active_generation WHERE id = 1) \
                  AND c.name IS NOT NULL AND c.max_version IS NOT NULL \
-                 AND c.state LIKE $1 ESCAPE '\\' ORDER BY c.canon LIMIT $2"
-            ))
+                 AND c.state LIKE $1 ESCAPE '\\' ORDER BY c.canon LIMIT $2",
+            )
             .bind(&needle)
             .bind(i64::from(limit.min(MAX_LIST)))
             .fetch_all(pool)

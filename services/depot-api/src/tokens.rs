@@ -233,7 +233,7 @@ pub(crate) async fn revoke_own(
 ) -> Result<(), ApiError> {
     require_personal(principal)?;
     let not_found = || ApiError::not_found("no such token");
-    let Ok(token_id) = Uuid::parse_str(&id) else {
+    let Ok(token_id) = Uuid::parse_str(id) else {
         return Err(not_found());
     };
     let Some(token) = state.store().token(&token_id.to_string()).await? else {

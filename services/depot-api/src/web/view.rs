@@ -142,7 +142,7 @@ pub(crate) fn crate_page(
         .collect();
     let total: u64 = totals.values().sum();
     let mut versions: Vec<&VersionDetails> = details.versions.iter().collect();
-    versions.sort_by(|a, b| semver_key(&b.vers).cmp(&semver_key(&a.vers)));
+    versions.sort_by_key(|v| std::cmp::Reverse(semver_key(&v.vers)));
     let rows = versions
         .iter()
         .map(|v| VersionRow {
