@@ -33,7 +33,12 @@ mod tests {
     /// written as OpenAPI's `{path}`.
     fn router_routes() -> BTreeSet<(String, String)> {
         let source = include_str!("lib.rs");
-        let router = &source[source.find("pub fn router(").expect("the router function")..];
+        let web = include_str!("web/mod.rs");
+        let router = format!(
+            "{}{}",
+            &source[source.find("pub fn router(").expect("the router function")..],
+            &web[web.find("pub(crate) fn routes(").expect("the web UI's routes")..]
+        );
         let mut routes = BTreeSet::new();
         for piece in router.split(".route(").skip(1) {
             let piece = piece.split(".fallback(").next().unwrap_or(piece);
