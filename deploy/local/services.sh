@@ -250,3 +250,18 @@ TOML
     die "SeaweedFS's S3 endpoint $endpoint did not answer a signed request within 60 s; the end of" \
         "$SEAWEEDFS_DIR/weed.log:$(printf '\n%s' "$(tail -n 30 "$SEAWEEDFS_DIR/weed.log")")"
 }
+
+# ensure_chromium: Debian's chromium and chromium-driver for the web UI's browser tests
+# (installed with apt-get when missing; as non-root, fails with the command to run).
+ensure_chromium() {
+    if command -v chromedriver >/dev/null && [[ -x /usr/bin/chromium ]]; then
+        return 0
+    fi
+    [[ $(id -u) -eq 0 ]] ||
+        die "chromium and chromedriver are missing and this is not root: sudo apt-get install -y chromium chromium-driver"
+    log "installing Debian's chromium and chromium-driver (browser tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+        die "apt-get install -y chromium chromium-driver failed; the browser tests need them"
+    command -v chromedriver >/dev/null || die "chromium-driver was installed, but chromedriver is still missing"
+}
