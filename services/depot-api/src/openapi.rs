@@ -37,7 +37,9 @@ mod tests {
         let router = format!(
             "{}{}",
             &source[source.find("pub fn router(").expect("the router function")..],
-            &web[web.find("pub(crate) fn routes(").expect("the web UI's routes")..]
+            &web[web
+                .find("pub(crate) fn routes(")
+                .expect("the web UI's routes")..]
         );
         let mut routes = BTreeSet::new();
         for piece in router.split(".route(").skip(1) {
