@@ -48,8 +48,21 @@ async fn metrics_tell_the_story(setup: Setup) {
         .as_bytes(),
     );
     let upstream_index = upstream.index_url();
-    let depot =
-        TestDepot::start_on(setup, &[("DEPOT_UPSTREAM_INDEX", upstream_index.as_str())]).await;
+    let depot = TestDepot::start_on(
+        setup,
+        &[
+            ("DEPOT_UPSTREAM_INDEX", upstream_index.as_str()),
+            ("DEPOT_WEBHOOK_RETRY_MS", "100"),
+        ],
+    )
+    .await;
+    // A webhook whose receiver is down: a port that was just free.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (ok, _, stderr) = depot.depot(&["webhook", "add", "--url", &format!("http://{dead}/hook")]);
+    assert!(ok, "webhook add failed: {stderr}");
     let token = depot.token("alice").await;
     let krate = crate_bytes("metered", "1.0.0", "");
     let (status, json) = depot
@@ -86,6 +99,15 @@ async fn metrics_tell_the_story(setup: Setup) {
         .await
         .unwrap();
     assert_eq!(yank.status(), 200);
+    let docs = depot
+        .http
+        .put(format!("{}/api/v1/crates/metered/1.0.0/docs", depot.url))
+        .header("Authorization", &token)
+        .body("not a gzip archive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 400, "a refused docs archive");
     for _ in 0..2 {
         let (status, _) = depot.get("/crates-io/index/up/st/upstream-only").await;
         assert_eq!(status, 200);
@@ -94,10 +116,21 @@ async fn metrics_tell_the_story(setup: Setup) {
         .get("/crates-io/dl/upstream-only/1.0.0/download")
         .await;
     assert_eq!(status, 404, "upstream has no such download");
-    // The lag sampler runs every 5 s.
-    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
-
-    let m = scrape(&depot).await;
+    // The lag samplers run every 5 s: wait (boundedly) for samples taken after the last
+    // event was handled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let m = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let m = scrape(&depot).await;
+        let settled = ["projector", "extractor"].iter().all(|consumer| {
+            m.get(&format!(
+                r#"depot_consumer_pending_events{{consumer="{consumer}"}}"#
+            )) == Some(&0.0)
+        });
+        if settled || std::time::Instant::now() > deadline {
+            break m;
+        }
+    };
     let publish = r#"route="/api/v1/crates/new""#;
     let index = r#"route="/index/{*path}""#;
     assert_eq!(
@@ -263,6 +296,17 @@ async fn metrics_tell_the_story(setup: Setup) {
         2.0
     );
     assert_eq!(cache("not_found"), 1.0);
+    assert_eq!(
+        value(&m, r#"depot_docs_uploads_total{outcome="invalid"}"#),
+        1.0
+    );
+    // Every attempt at the dead receiver failed and is retried (none given up yet).
+    let attempts = value(&m, "depot_webhook_attempts_total");
+    assert!(attempts >= 1.0, "{attempts} webhook attempts");
+    assert_eq!(
+        value(&m, r#"depot_webhook_deliveries_total{result="retried"}"#),
+        attempts
+    );
     // Every declared metric is exported (labelled ones once they have a value).
     for spec in depot_telemetry::METRICS {
         assert!(
