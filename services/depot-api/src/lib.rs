@@ -322,7 +322,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks",
             get(webhooks::list).post(webhooks::create),
         )
-        .route("/api/v1/webhooks/replay", axum::routing::post(webhooks::replay))
+        .route(
+            "/api/v1/webhooks/replay",
+            axum::routing::post(webhooks::replay),
+        )
         .route("/api/v1/webhooks/{id}", delete(webhooks::remove))
         .route(
             "/api/v1/webhooks/{id}/deliveries",

@@ -216,7 +216,8 @@ pub(crate) async fn deliveries(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
-    let not_found = || ApiError::not_found(format!("no webhook subscription `{}`", id.escape_debug()));
+    let not_found =
+        || ApiError::not_found(format!("no webhook subscription `{}`", id.escape_debug()));
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(not_found());
     }

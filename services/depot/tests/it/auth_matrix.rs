@@ -271,7 +271,9 @@ impl Route {
             Route::WebSearch => "`GET /search?q=acme` (web UI)",
             Route::WebCrate => "`GET /crates/acme-core` (web UI)",
             Route::WebAsset => "`GET /static/depot.css` (web UI's stylesheet)",
-            Route::WebTokenCreate => "`POST /me/tokens` (web UI form, no session)",
+            Route::WebTokenCreate => {
+                "`POST /me/tokens` (web UI form without a session: the sign-in page, no token)"
+            }
         }
     }
 
@@ -435,7 +437,11 @@ impl Route {
     fn is_web(self) -> bool {
         matches!(
             self,
-            Route::WebHome | Route::WebSearch | Route::WebCrate | Route::WebAsset | Route::WebTokenCreate
+            Route::WebHome
+                | Route::WebSearch
+                | Route::WebCrate
+                | Route::WebAsset
+                | Route::WebTokenCreate
         )
     }
 }
@@ -447,17 +453,12 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
     match route {
         LoginPage | Health => 200,
         // The UI never reads `Authorization`: pages are public unless auth-required, where
-        // they need a signed-in session; its stylesheet and script are always public.
-        WebAsset => 200,
-        WebHome | WebSearch | WebCrate => {
-            if auth_required {
-                401
-            } else {
-                200
-            }
-        }
-        // A form without a session (and its CSRF token) changes nothing, whatever the header.
-        WebTokenCreate => 401,
+        // without a signed-in session every page is the sign-in page (checked below); its
+        // stylesheet and script are always public.
+        WebAsset | WebHome | WebSearch | WebCrate => 200,
+        // A form without a session changes nothing, whatever the header: the answer is the
+        // sign-in page.
+        WebTokenCreate => 200,
         // Public: it authenticates with the ID token, which names an issuer no crate trusts.
         TrustExchange => 401,
         _ if auth_required && who.invalid() => 401,
@@ -683,6 +684,21 @@ async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
                 }
                 if status != 200 {
                     assert!(!text.contains("acme-core"), "a refused page leaked: {cell}");
+                }
+                if auth_required && route != Route::WebAsset {
+                    assert!(
+                        text.contains("Depot token") && !text.contains("acme-core"),
+                        "not the sign-in page: {cell}"
+                    );
+                }
+                if !auth_required && route == Route::WebCrate {
+                    assert!(text.contains("acme-core"), "{cell}");
+                }
+                if route == Route::WebTokenCreate {
+                    assert!(
+                        text.contains("Sign in") && !text.contains("depot_"),
+                        "a token was made without a session: {cell}"
+                    );
                 }
                 row.push(status);
                 continue;
