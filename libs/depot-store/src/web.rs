@@ -75,7 +75,7 @@ fn card((name, max_version, description, updated_at, downloads): CardRow) -> Cra
 macro_rules! card_columns {
     () => {
         "SELECT c.name, c.max_version, c.description, c.updated_at, \
-         coalesce((SELECT sum(d.count) FROM downloads d WHERE d.canon = c.canon), 0) \
+         CAST(coalesce((SELECT sum(d.count) FROM downloads d WHERE d.canon = c.canon), 0) AS BIGINT) \
          AS downloads FROM crates c WHERE c.gen = (SELECT gen FROM active_generation WHERE id = 1) \
          AND c.name IS NOT NULL AND c.max_version IS NOT NULL"
     };
@@ -126,7 +126,7 @@ impl Store {
         let rows: Vec<(String, String, Option<String>, i64, i64, String)> = on_read!(&self.db, pool => {
             sqlx::query_as(
                 "SELECT c.name, c.max_version, c.description, c.updated_at, \
-                 coalesce((SELECT sum(d.count) FROM downloads d WHERE d.canon = c.canon), 0), \
+                 CAST(coalesce((SELECT sum(d.count) FROM downloads d WHERE d.canon = c.canon), 0) AS BIGINT), \
                  c.state FROM crates c WHERE c.gen = (SELECT gen FROM active_generation WHERE id = 1) \
                  AND c.name IS NOT NULL AND c.max_version IS NOT NULL \
                  AND c.state LIKE $1 ESCAPE '\\' ORDER BY c.canon LIMIT $2",

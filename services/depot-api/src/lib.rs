@@ -24,6 +24,7 @@ mod tokens;
 mod trusted;
 mod upstream;
 mod web;
+mod webhooks;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use oidc::{JwksCache, JwksError, JwksLimits};
 pub use rate_limit::RateSpec;
 pub use trusted::TrustedPublishingConfig;
 pub use upstream::{UpstreamConfig, UpstreamIndex};
+pub use webhooks::WebhooksApiConfig;
 
 /// Settings of the api role.
 #[derive(Debug, Clone)]
@@ -84,6 +86,8 @@ pub struct ApiConfig {
     pub upstream: UpstreamConfig,
     /// Hosted documentation: upload limits and the manifest cache.
     pub docs: DocsConfig,
+    /// Webhook subscriptions over HTTP (`/api/v1/webhooks`): the key and the backlog limit.
+    pub webhooks: WebhooksApiConfig,
 }
 
 impl ApiConfig {
@@ -313,6 +317,19 @@ pub fn router(state: AppState) -> Router {
                 .route("/docs/{name}/{version}", get(docs::entry))
                 .route("/docs/{name}/{version}/", get(docs::entry))
                 .route("/docs/{name}/{version}/{*path}", get(docs::file)),
+        )
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/api/v1/webhooks/replay",
+            axum::routing::post(webhooks::replay),
+        )
+        .route("/api/v1/webhooks/{id}", delete(webhooks::remove))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
         )
         .route("/health", get(|| async { "ok" }))
         .route("/api/openapi.json", get(openapi::openapi_json))

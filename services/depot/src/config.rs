@@ -755,6 +755,21 @@ impl Settings {
         }
     }
 
+    /// What the api needs for `/api/v1/webhooks`: the webhook key (without one, those
+    /// endpoints answer 503 and say why; the process still serves everything else).
+    pub(crate) fn webhooks_api(&self) -> depot_api::WebhooksApiConfig {
+        let key = self
+            .webhook_key()
+            .inspect_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "no webhook key: /api/v1/webhooks is unavailable");
+            })
+            .ok();
+        depot_api::WebhooksApiConfig {
+            key,
+            max_backlog: self.webhook_max_backlog.get(),
+        }
+    }
+
     /// The webhook dispatcher's settings.
     pub(crate) fn webhook_config(&self) -> depot_webhooks::DispatcherConfig {
         depot_webhooks::DispatcherConfig {

@@ -258,6 +258,7 @@ pub(crate) async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<(
             blob_redirect: settings.blob_redirect(),
             upstream: settings.upstream()?,
             docs: settings.docs(),
+            webhooks: settings.webhooks_api(),
         };
         let api_blobs = blobs.clone().expect("api has blobs");
         let inline_checker = Extractor::new(

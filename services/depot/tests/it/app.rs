@@ -150,6 +150,10 @@ impl TestApp {
                 ..depot_api::UpstreamConfig::default()
             },
             docs: depot_api::DocsConfig::default(),
+            webhooks: depot_api::WebhooksApiConfig {
+                key: Some(depot_webhooks::WebhookKey::generate()),
+                ..depot_api::WebhooksApiConfig::default()
+            },
         };
         let state = AppState::new(config, log.clone(), store.clone(), blobs);
         let listener_task =

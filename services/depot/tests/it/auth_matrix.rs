@@ -161,10 +161,20 @@ enum Route {
     UpstreamIndex,
     UpstreamDownload,
     OpenApi,
+    WebhooksList,
+    WebhookCreate,
+    WebhookDeliveries,
+    WebhookReplay,
+    WebhookRemove,
+    WebHome,
+    WebSearch,
+    WebCrate,
+    WebAsset,
+    WebTokenCreate,
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 32] = [
+const EVERY_ROUTE: [Route; 42] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -197,6 +207,16 @@ const EVERY_ROUTE: [Route; 32] = [
     Route::UpstreamIndex,
     Route::UpstreamDownload,
     Route::OpenApi,
+    Route::WebhooksList,
+    Route::WebhookCreate,
+    Route::WebhookDeliveries,
+    Route::WebhookReplay,
+    Route::WebhookRemove,
+    Route::WebHome,
+    Route::WebSearch,
+    Route::WebCrate,
+    Route::WebAsset,
+    Route::WebTokenCreate,
     // Last: it revokes the CI tokens that call it.
     Route::CiTokenRevoke,
 ];
@@ -240,6 +260,20 @@ impl Route {
             Route::UpstreamIndex => "`GET /crates-io/index/up/st/upstream-crate`",
             Route::UpstreamDownload => "`GET /crates-io/dl/upstream-crate/1.0.0/download`",
             Route::OpenApi => "`GET /api/openapi.json`",
+            Route::WebhooksList => "`GET /api/v1/webhooks`",
+            Route::WebhookCreate => "`POST /api/v1/webhooks`",
+            Route::WebhookDeliveries => {
+                "`GET /api/v1/webhooks/{id}/deliveries` (no such subscription)"
+            }
+            Route::WebhookReplay => "`POST /api/v1/webhooks/replay`",
+            Route::WebhookRemove => "`DELETE /api/v1/webhooks/{id}` (no such subscription)",
+            Route::WebHome => "`GET /` (web UI; `Authorization` is ignored, a session signs in)",
+            Route::WebSearch => "`GET /search?q=acme` (web UI)",
+            Route::WebCrate => "`GET /crates/acme-core` (web UI)",
+            Route::WebAsset => "`GET /static/depot.css` (web UI's stylesheet)",
+            Route::WebTokenCreate => {
+                "`POST /me/tokens` (web UI form without a session: the sign-in page, no token)"
+            }
         }
     }
 
@@ -366,7 +400,49 @@ impl Route {
                 vec![],
             ),
             Route::OpenApi => ("GET", "/api/openapi.json".into(), vec![]),
+            Route::WebhooksList => ("GET", "/api/v1/webhooks".into(), vec![]),
+            Route::WebhookCreate => (
+                "POST",
+                "/api/v1/webhooks".into(),
+                br#"{"url":"http://127.0.0.1:9/hook","crates":["acme-*"]}"#.to_vec(),
+            ),
+            Route::WebhookDeliveries => (
+                "GET",
+                format!("/api/v1/webhooks/{}/deliveries", uuid::Uuid::now_v7()),
+                vec![],
+            ),
+            Route::WebhookReplay => (
+                "POST",
+                "/api/v1/webhooks/replay".into(),
+                br#"{"from":1,"to":2}"#.to_vec(),
+            ),
+            Route::WebhookRemove => (
+                "DELETE",
+                format!("/api/v1/webhooks/{}", uuid::Uuid::now_v7()),
+                vec![],
+            ),
+            Route::WebHome => ("GET", "/".into(), vec![]),
+            Route::WebSearch => ("GET", "/search?q=acme".into(), vec![]),
+            Route::WebCrate => ("GET", "/crates/acme-core".into(), vec![]),
+            Route::WebAsset => ("GET", "/static/depot.css".into(), vec![]),
+            Route::WebTokenCreate => (
+                "POST",
+                "/me/tokens".into(),
+                b"csrf=x&name=matrix&scope=read".to_vec(),
+            ),
         }
+    }
+
+    /// Whether the route is the web UI's (HTML answers, sessions instead of tokens).
+    fn is_web(self) -> bool {
+        matches!(
+            self,
+            Route::WebHome
+                | Route::WebSearch
+                | Route::WebCrate
+                | Route::WebAsset
+                | Route::WebTokenCreate
+        )
     }
 }
 
@@ -376,6 +452,13 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
     use Who::*;
     match route {
         LoginPage | Health => 200,
+        // The UI never reads `Authorization`: pages are public unless auth-required, where
+        // without a signed-in session every page is the sign-in page (checked below); its
+        // stylesheet and script are always public.
+        WebAsset | WebHome | WebSearch | WebCrate => 200,
+        // A form without a session changes nothing, whatever the header: the answer is the
+        // sign-in page.
+        WebTokenCreate => 200,
         // Public: it authenticates with the ID token, which names an issuer no crate trusts.
         TrustExchange => 401,
         _ if auth_required && who.invalid() => 401,
@@ -426,6 +509,15 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         },
         TrustRemove => match who {
             Owner | Admin => 404,
+            _ => 403,
+        },
+        // Subscriptions see every crate: only an admin's unrestricted personal token.
+        WebhooksList | WebhookCreate | WebhookReplay => match who {
+            Admin => 200,
+            _ => 403,
+        },
+        WebhookDeliveries | WebhookRemove => match who {
+            Admin => 404,
             _ => 403,
         },
         CiTokenRevoke => match who {
@@ -586,6 +678,31 @@ async fn observe(setup: Setup, auth_required: bool) -> Vec<Vec<u16>> {
             let cell = format!(
                 "{setup:?}, auth_required={auth_required}, {route:?} by {who:?}: {status} {text}"
             );
+            if route.is_web() {
+                if status != 200 || route != Route::WebAsset {
+                    assert!(text.contains("<html"), "not a page: {cell}");
+                }
+                if status != 200 {
+                    assert!(!text.contains("acme-core"), "a refused page leaked: {cell}");
+                }
+                if auth_required && route != Route::WebAsset {
+                    assert!(
+                        text.contains("Depot token") && !text.contains("acme-core"),
+                        "not the sign-in page: {cell}"
+                    );
+                }
+                if !auth_required && route == Route::WebCrate {
+                    assert!(text.contains("acme-core"), "{cell}");
+                }
+                if route == Route::WebTokenCreate {
+                    assert!(
+                        text.contains("Sign in") && !text.contains("depot_"),
+                        "a token was made without a session: {cell}"
+                    );
+                }
+                row.push(status);
+                continue;
+            }
             if status == 401 {
                 let challenge = challenge.unwrap_or_else(|| panic!("no challenge: {cell}"));
                 assert_eq!(
