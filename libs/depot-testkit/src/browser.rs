@@ -155,6 +155,19 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Waits up to 10 s for the page's URL to satisfy `want` (a click's navigation finishes
+    /// after the click returns); returns the URL, which the caller asserts on.
+    pub async fn wait_for_url(&self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url().await;
+            if want(&url) || std::time::Instant::now() > deadline {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs `script` in the page and returns its result.
     pub async fn run(&self, script: &str) -> serde_json::Value {
         self.client

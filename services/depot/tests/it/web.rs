@@ -73,11 +73,10 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
     browser.screenshot("home").await;
     browser.type_into("#home-q", "web-widget").await;
     browser.click(".big-search button").await;
-    assert!(
-        browser.url().await.contains("/search?q=web-widget"),
-        "{}",
-        browser.url().await
-    );
+    let at = browser
+        .wait_for_url(|u| u.contains("/search?q=web-widget"))
+        .await;
+    assert!(at.contains("/search?q=web-widget"), "{at}");
     assert_eq!(browser.text("#result-count").await, "1 crate found");
     browser.screenshot("search").await;
     browser.click("a.name[href='/crates/web-widget']").await;
@@ -527,11 +526,8 @@ async fn auth_required_puts_the_ui_behind_sign_in(setup: Setup) {
 
     let browser = Browser::start(1280, 900).await;
     browser.goto(&format!("{url}/crates/secret-sauce")).await;
-    assert!(
-        browser.url().await.ends_with("/login"),
-        "{}",
-        browser.url().await
-    );
+    let at = browser.wait_for_url(|u| u.ends_with("/login")).await;
+    assert!(at.ends_with("/login"), "{at}");
     browser.type_into("#token", &alice).await;
     browser.click("#sign-in").await;
     browser.goto(&format!("{url}/crates/secret-sauce")).await;
