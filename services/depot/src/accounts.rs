@@ -68,17 +68,91 @@ async fn append(
     actor: &str,
     event: Event,
 ) -> anyhow::Result<u64> {
+    append_expecting(log, subject, actor, event, Expected::Any).await
+}
+
+/// Appends `event` to `subject` under the condition `expected`.
+async fn append_expecting(
+    log: &dyn EventLog,
+    subject: &str,
+    actor: &str,
+    event: Event,
+    expected: Expected,
+) -> anyhow::Result<u64> {
     let envelope = Envelope::new(actor, event);
     let appended = log
         .append(
             subject,
-            Expected::Any,
+            expected,
             &envelope.id.to_string(),
             Bytes::from(envelope.encode()),
         )
         .await
-        .context("cannot record the change in the event log")?;
+        .map_err(|e| {
+            if e.is_conflict() {
+                anyhow::anyhow!("`{subject}` was changed at the same time; run the command again")
+            } else {
+                anyhow::Error::new(e).context("cannot record the change in the event log")
+            }
+        })?;
     Ok(appended.seq)
+}
+
+/// A user as the event log says, which the read models may not show yet: a command that
+/// ran a moment ago (`depot user create`) has appended events the projector has not folded.
+#[derive(Debug, Default)]
+struct UserFacts {
+    /// The login as first created (its display form), if the user exists.
+    display: Option<String>,
+    admin: bool,
+    disabled: bool,
+    /// The log sequence of the subject's last event (0: none), for a conditional append.
+    last_seq: u64,
+}
+
+/// Folds the events of `login`'s subject as the projector folds users: `user_created` makes
+/// or updates the user (setting `admin`), `user_disabled`/`user_enabled` toggle it.
+async fn user_facts(log: &dyn EventLog, login: &Login) -> anyhow::Result<UserFacts> {
+    let subject = depot_events::subject::principal(login);
+    let mut facts = UserFacts::default();
+    for stored in log
+        .read_subject(&subject, 0)
+        .await
+        .context("cannot read the user's events")?
+    {
+        facts.last_seq = stored.seq;
+        let envelope = Envelope::decode_for_fold(&stored.payload)
+            .with_context(|| format!("event {} of `{subject}` does not decode", stored.seq))?;
+        match envelope.event {
+            Event::UserCreated(user) => {
+                facts.display.get_or_insert(user.login);
+                facts.admin = user.admin;
+            }
+            Event::UserDisabled(_) => facts.disabled = true,
+            Event::UserEnabled(_) => facts.disabled = false,
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// Appends `event` to `login`'s subject if nothing was appended there since `facts` were
+/// read; a concurrent change is an error asking to run the command again.
+async fn append_user_event(
+    log: &dyn EventLog,
+    login: &Login,
+    facts: &UserFacts,
+    event: Event,
+) -> anyhow::Result<u64> {
+    let subject = depot_events::subject::principal(login);
+    append_expecting(
+        log,
+        &subject,
+        ADMIN_ACTOR,
+        event,
+        Expected::Seq(facts.last_seq),
+    )
+    .await
 }
 
 /// Appends `token_issued` for a new random secret; returns the secret and the token id.
@@ -171,25 +245,16 @@ pub(crate) async fn create_token(
     let backend = open_log(settings).await?;
     let log = backend.log.as_ref();
     if let Holder::User(login) = &holder {
-        let store = open_store(settings, 1).await?;
-        match store.user_account(login).await? {
-            Some(user) if user.disabled => {
-                anyhow::bail!("the user `{login}` is disabled; `depot user enable {login}` first")
-            }
-            Some(_) => {}
-            None => {
-                append(
-                    log,
-                    &holder.subject(),
-                    ADMIN_ACTOR,
-                    Event::UserCreated(UserCreated {
-                        login: login.to_string(),
-                        admin: false,
-                    }),
-                )
-                .await?;
-                note(&format!("created the user `{login}`"));
-            }
+        let facts = user_facts(log, login).await?;
+        if facts.display.is_none() {
+            let created = Event::UserCreated(UserCreated {
+                login: login.to_string(),
+                admin: false,
+            });
+            append_user_event(log, login, &facts, created).await?;
+            note(&format!("created the user `{login}`"));
+        } else if facts.disabled {
+            anyhow::bail!("the user `{login}` is disabled; `depot user enable {login}` first")
         }
     }
     let (secret, token_id) = issue(log, &holder, spec, settings.default_token_lifetime()).await?;
@@ -304,25 +369,21 @@ pub(crate) async fn create_user(
     admin: bool,
 ) -> anyhow::Result<()> {
     let login = Login::parse(login)?;
-    let store = open_store(settings, 1).await?;
+    let backend = open_log(settings).await?;
+    let log = backend.log.as_ref();
+    let facts = user_facts(log, &login).await?;
     // An existing user can only be made an admin (`--admin` again); anything else is a
     // duplicate.
-    if let Some(user) = store.user_account(&login).await?
-        && (user.admin || !admin)
+    if let Some(display) = &facts.display
+        && (facts.admin || !admin)
     {
-        anyhow::bail!("the user `{}` already exists", user.display);
+        anyhow::bail!("the user `{display}` already exists");
     }
-    let backend = open_log(settings).await?;
-    append(
-        backend.log.as_ref(),
-        &depot_events::subject::principal(&login),
-        ADMIN_ACTOR,
-        Event::UserCreated(UserCreated {
-            login: login.to_string(),
-            admin,
-        }),
-    )
-    .await?;
+    let created = Event::UserCreated(UserCreated {
+        login: login.to_string(),
+        admin,
+    });
+    append_user_event(log, &login, &facts, created).await?;
     note(&format!(
         "created the user `{login}`{}; give them a token with `depot token create --user {login}`",
         if admin { " (admin)" } else { "" }
@@ -354,11 +415,12 @@ pub(crate) async fn set_user_disabled(
     disabled: bool,
 ) -> anyhow::Result<()> {
     let login = Login::parse(login)?;
-    let store = open_store(settings, 1).await?;
-    let Some(user) = store.user_account(&login).await? else {
+    let backend = open_log(settings).await?;
+    let log = backend.log.as_ref();
+    let facts = user_facts(log, &login).await?;
+    let Some(display) = facts.display.clone() else {
         anyhow::bail!("no user `{login}`");
     };
-    let backend = open_log(settings).await?;
     let change = UserChanged {
         login: login.to_string(),
     };
@@ -367,17 +429,10 @@ pub(crate) async fn set_user_disabled(
     } else {
         Event::UserEnabled(change)
     };
-    append(
-        backend.log.as_ref(),
-        &depot_events::subject::principal(&login),
-        ADMIN_ACTOR,
-        event,
-    )
-    .await?;
+    append_user_event(log, &login, &facts, event).await?;
     note(&format!(
-        "{} the user `{}`",
+        "{} the user `{display}`",
         if disabled { "disabled" } else { "enabled" },
-        user.display
     ));
     Ok(())
 }

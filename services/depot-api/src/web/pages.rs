@@ -409,7 +409,14 @@ async fn show_crate(
             || (v.principal.kind == depot_events::TokenKind::Personal
                 && details.owners.contains(&v.principal.login))
     });
-    let page = view::crate_page(details, version, &downloads, today).ok_or_else(|| {
+    let docs = state
+        .store()
+        .docs_versions(&canon)
+        .await?
+        .into_iter()
+        .map(|row| row.vers)
+        .collect();
+    let page = view::crate_page(details, version, &docs, &downloads, today).ok_or_else(|| {
         ApiError::not_found(format!(
             "crate `{name}` does not have a version `{}`",
             version.unwrap_or_default()

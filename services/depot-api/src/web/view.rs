@@ -2,7 +2,7 @@
 //! so the templates only lay them out (and escape everything but the sanitized README and the
 //! chart, which is built here from numbers).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use depot_events::{ExtractedMetadata, Timestamp};
 use depot_index::{DependencyKind, IndexEntry};
@@ -39,6 +39,8 @@ pub(crate) struct VersionRow {
     pub(crate) downloads: String,
     pub(crate) yanked: bool,
     pub(crate) current: bool,
+    /// Whether hosted docs were uploaded for this version.
+    pub(crate) docs: bool,
 }
 
 /// One dependency.
@@ -94,6 +96,8 @@ pub(crate) struct CratePage {
     pub(crate) repository: String,
     pub(crate) homepage: String,
     pub(crate) documentation: String,
+    /// Whether hosted docs (`/docs/{name}/{version}/`) exist for the shown version.
+    pub(crate) hosted_docs: bool,
     pub(crate) keywords: Vec<String>,
     pub(crate) authors: Vec<String>,
     pub(crate) readme_blob: Option<String>,
@@ -114,10 +118,11 @@ pub(crate) struct CratePage {
 }
 
 /// The crate page of `details` at `version` (the newest unyanked one, else the newest, when
-/// `None`); `None` if the crate has no such version.
+/// `None`); `None` if the crate has no such version. `docs` holds the versions with hosted docs.
 pub(crate) fn crate_page(
     details: CrateDetails,
     version: Option<&str>,
+    docs: &HashSet<String>,
     downloads: &depot_store::CrateDownloads,
     today: i64,
 ) -> Option<CratePage> {
@@ -152,6 +157,7 @@ pub(crate) fn crate_page(
             downloads: thousands(totals.get(v.vers.as_str()).copied().unwrap_or(0)),
             yanked: v.yanked,
             current: v.vers == shown.vers,
+            docs: docs.contains(&v.vers),
         })
         .collect();
     let (bars, chart_max, recent) = chart(downloads, today);
@@ -180,6 +186,7 @@ pub(crate) fn crate_page(
         repository: web_url(metadata.repository.as_deref()),
         homepage: web_url(metadata.homepage.as_deref()),
         documentation: web_url(metadata.documentation.as_deref()),
+        hosted_docs: docs.contains(&shown.vers),
         keywords: metadata.keywords.clone(),
         authors: metadata.authors.clone(),
         readme_blob: shown.readme_blob.clone(),

@@ -215,6 +215,16 @@ async fn admin_commands_manage_users_and_tokens(setup: Setup) {
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, _, err) = run(&["user", "create", "not a login"]);
     assert!(!ok, "{err}");
+    // The commands read users from the event log, not from read models that may lag: right
+    // after `user create --admin`, a token for the user keeps them an admin, and creating
+    // them again is refused.
+    let (ok, _, err) = run(&["user", "create", "dave", "--admin"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["user", "create", "dave"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let dave = depot.token("dave").await;
+    let me: Value = get_json(&depot, "/api/v1/me", &dave).await;
+    assert_eq!(me["user"]["admin"], true, "{me}");
     let (ok, _, err) = run(&["token", "create", "--deploy", "builders", "--write"]);
     assert!(!ok && err.contains("--crate"), "{err}");
     let (ok, _, err) = run(&[
@@ -235,8 +245,8 @@ async fn admin_commands_manage_users_and_tokens(setup: Setup) {
     let listing = loop {
         let (ok, out, err) = run(&["token", "list"]);
         assert!(ok, "{err}");
-        // The header, the first start's admin token and the two created here.
-        if out.lines().count() == 4 {
+        // The header, the first start's admin token, dave's and the two created here.
+        if out.lines().count() == 5 {
             break out;
         }
         assert!(Instant::now() < deadline, "{out}");

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use depot_cratefile::TarballBuilder;
 use depot_testkit::{Browser, CargoHome, CargoProject, Dep};
 
 use crate::support::{Setup, TestDepot};
@@ -27,8 +28,9 @@ const HOSTILE_README: &str = "# Widget\n\nWidgets for **everyone**.\n\n\
     <style>body { display: none }</style>\n";
 
 /// Publishes the crates the pages show: `web-base`, and `web-widget` 1.0.0 (yanked) and 1.1.0
-/// with dependencies of every kind, features, `rust-version` and the hostile README.
-async fn publish_crates(depot: &TestDepot, home: &CargoHome) {
+/// with dependencies of every kind, features, `rust-version` and the hostile README; uploads
+/// docs for 1.1.0 with `token`.
+async fn publish_crates(depot: &TestDepot, home: &CargoHome, token: &str) {
     let base = CargoProject::new_lib("web-base", "1.0.0").description("Base of the widgets");
     home.publish(&base).await.assert_success();
     for vers in ["1.0.0", "1.1.0"] {
@@ -51,6 +53,21 @@ async fn publish_crates(depot: &TestDepot, home: &CargoHome) {
         home.publish(&widget).await.assert_success();
     }
     home.yank("web-widget", "1.0.0").await.assert_success();
+    let docs = TarballBuilder::new()
+        .add_file(
+            "./web_widget/index.html",
+            b"<html><body><h1 id=\"docs-title\">web_widget 1.1.0 docs</h1></body></html>",
+        )
+        .build();
+    let uploaded = depot
+        .http
+        .put(format!("{}/api/v1/crates/web-widget/1.1.0/docs", depot.url))
+        .header("Authorization", token)
+        .body(docs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 200, "docs upload");
     for _ in 0..3 {
         let (status, _) = depot.download("web-widget", "1.1.0").await;
         assert_eq!(status, 200);
@@ -62,7 +79,7 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
     let alice = depot.token("alice").await;
     depot.token("bob").await;
     let home = CargoHome::new("depot", &depot.index_url(), Some(&alice));
-    publish_crates(&depot, &home).await;
+    publish_crates(&depot, &home, &alice).await;
     let browser = Browser::start(1280, 1000).await;
     let url = &depot.url;
 
@@ -180,6 +197,10 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
         .goto(&format!("{url}/crates/web-widget/1.0.0"))
         .await;
     assert!(browser.has("#yanked-badge").await);
+    assert!(
+        !browser.has("#hosted-docs").await,
+        "1.0.0 has no docs, yet links them"
+    );
 
     // Sign in with a token; the session cookie is out of the page's reach.
     browser.click("#sign-in-link").await;
@@ -228,6 +249,35 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
         .unwrap();
     assert_eq!(me.status(), 401, "the revoked token still works");
 
+    // Hosted docs: the crate page links the version's docs (and marks the versions that
+    // have them); they open sandboxed, in an opaque origin away from the session.
+    browser.goto(&format!("{url}/crates/web-widget")).await;
+    assert!(
+        browser
+            .has("#versions a[href='/docs/web-widget/1.1.0/']")
+            .await
+    );
+    assert!(
+        !browser
+            .has("#versions a[href='/docs/web-widget/1.0.0/']")
+            .await
+    );
+    browser.click("#hosted-docs").await;
+    let at = browser
+        .wait_for_url(|u| u.ends_with("/docs/web-widget/1.1.0/web_widget/index.html"))
+        .await;
+    assert!(
+        at.ends_with("/docs/web-widget/1.1.0/web_widget/index.html"),
+        "{at}"
+    );
+    assert_eq!(browser.text("#docs-title").await, "web_widget 1.1.0 docs");
+    assert_eq!(
+        browser.run("return window.origin").await,
+        serde_json::json!("null"),
+        "docs run in the registry's origin"
+    );
+    browser.screenshot("docs").await;
+
     // Owners: alice adds bob on the crate page.
     browser.goto(&format!("{url}/crates/web-widget")).await;
     browser.type_into("#owner-login", "bob").await;
@@ -248,7 +298,7 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
 
     // Sign out ends the session.
     browser.click("#sign-out").await;
-    assert!(browser.has("#sign-in-link").await);
+    browser.find("#sign-in-link").await;
     browser.close().await;
 
     // On a phone-sized screen the page still reads.
@@ -530,6 +580,8 @@ async fn auth_required_puts_the_ui_behind_sign_in(setup: Setup) {
     assert!(at.ends_with("/login"), "{at}");
     browser.type_into("#token", &alice).await;
     browser.click("#sign-in").await;
+    // Signed in once the answer to the form arrived (it sets the cookie).
+    browser.find("#account-link").await;
     browser.goto(&format!("{url}/crates/secret-sauce")).await;
     assert_eq!(browser.text("#crate-name").await, "secret-sauce");
     browser.close().await;

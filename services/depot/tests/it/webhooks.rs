@@ -425,6 +425,342 @@ async fn hostile_subscriptions_are_refused_without_an_event(setup: Setup) {
     );
 }
 
+/// An admin's personal token (user `root`, made with `depot user create --admin`).
+async fn admin_token(depot: &TestDepot) -> String {
+    let (ok, _, stderr) = depot.depot(&["user", "create", "root", "--admin"]);
+    assert!(ok, "{stderr}");
+    depot.token("root").await
+}
+
+/// A request to the webhooks API: (status, JSON body or `null`).
+async fn api(
+    depot: &TestDepot,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut request = depot
+        .http
+        .request(method, format!("{}{path}", depot.url))
+        .header("Authorization", token);
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The `detail` of a cargo-format error body; panics on any other shape.
+fn detail(body: &Value) -> &str {
+    let errors = body["errors"].as_array().expect("an errors array");
+    assert_eq!(errors.len(), 1, "{body}");
+    let detail = errors[0]["detail"].as_str().expect("a detail string");
+    assert!(!detail.is_empty(), "{body}");
+    detail
+}
+
+/// The HTTP API end to end: the admin subscribes over HTTP and gets the secret once; the
+/// receiver verifies every delivery with it; the listing shows the subscription, the delivery
+/// log its deliveries, a replay re-sends one, and after removal nothing more arrives.
+async fn managed_over_http(setup: Setup) {
+    let depot = TestDepot::start_on(setup, &[("DEPOT_WEBHOOK_RETRY_MS", "100")]).await;
+    let root = admin_token(&depot).await;
+    let alice = depot.token("alice").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let receiver = Receiver::new();
+    let body = json!({
+        "url": format!("http://{address}/hook"),
+        "event_types": ["crate.published", "crate.yanked"],
+        "crates": ["api-*"],
+        "description": "made over HTTP",
+    })
+    .to_string();
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let (status, made) = api(&depot, post.clone(), "/api/v1/webhooks", &root, Some(&body)).await;
+    assert_eq!(status, 200, "{made}");
+    let secret = made["secret"].as_str().expect("the secret");
+    receiver.set_secret(secret);
+    receiver.serve(listener);
+    let id = made["webhook"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["webhook"]["crates"], json!(["api-*"]));
+    assert_eq!(
+        made["webhook"]["event_types"],
+        json!(["crate.published", "crate.yanked"])
+    );
+    let (status, listed) = api(&depot, get.clone(), "/api/v1/webhooks", &root, None).await;
+    assert_eq!(status, 200, "{listed}");
+    let hooks = listed["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1, "{listed}");
+    assert_eq!(hooks[0]["id"], id.as_str());
+    assert_eq!(hooks[0]["description"], "made over HTTP");
+    assert!(
+        hooks[0].get("secret").is_none() && !listed.to_string().contains(secret),
+        "the listing shows the secret: {listed}"
+    );
+
+    publish(&depot, &alice, "api-one", "1.0.0").await;
+    publish(&depot, &alice, "not-api", "1.0.0").await;
+    let yank = send(
+        &depot,
+        reqwest::Method::DELETE,
+        "/api/v1/crates/api-one/1.0.0/yank",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(yank, 200);
+    wait_for(&receiver, 2, Duration::from_secs(20)).await;
+    let received = receiver.received();
+    assert_eq!(
+        story(&received, "api-one"),
+        ["crate.published 1.0.0", "crate.yanked 1.0.0"],
+        "{received:#?}"
+    );
+
+    // The delivery log, newest first, bounded by `limit`.
+    let path = format!("/api/v1/webhooks/{id}/deliveries");
+    let (status, log) = api(&depot, get.clone(), &path, &root, None).await;
+    assert_eq!(status, 200, "{log}");
+    let deliveries = log["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{log}");
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "delivered"),
+        "{log}"
+    );
+    assert_eq!(deliveries[0]["type"], "crate.yanked");
+    let (_, one) = api(&depot, get.clone(), &format!("{path}?limit=1"), &root, None).await;
+    assert_eq!(one["deliveries"].as_array().unwrap().len(), 1, "{one}");
+
+    // Replay exactly the publish: the same webhook-id and body again.
+    let publish_seq = received[0].body["data"]["seq"].as_u64().unwrap();
+    let replay = json!({"from": publish_seq, "to": publish_seq, "webhook": id}).to_string();
+    let (status, queued) = api(
+        &depot,
+        post.clone(),
+        "/api/v1/webhooks/replay",
+        &root,
+        Some(&replay),
+    )
+    .await;
+    assert_eq!(status, 200, "{queued}");
+    assert_eq!(queued["queued"], 1, "{queued}");
+    wait_for(&receiver, 3, Duration::from_secs(20)).await;
+    let again = receiver.received();
+    assert_eq!(again[2].id, received[0].id);
+    assert_eq!(again[2].body, received[0].body);
+
+    // Removed: later events are not delivered; removing again is a 404.
+    let delete = reqwest::Method::DELETE;
+    let (status, _) = api(
+        &depot,
+        delete.clone(),
+        &format!("/api/v1/webhooks/{id}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    publish(&depot, &alice, "api-one", "1.1.0").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.received().len(), 3);
+    let (status, gone) = api(
+        &depot,
+        delete,
+        &format!("/api/v1/webhooks/{id}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{gone}");
+    detail(&gone);
+    let (_, listed) = api(&depot, get, "/api/v1/webhooks", &root, None).await;
+    assert_eq!(listed["webhooks"], json!([]), "{listed}");
+}
+
+/// Hostile bodies, queries and ids: 4xx in cargo's error format, and no event appended;
+/// tokens that are not an unrestricted admin's personal token get 403. Then bodies drawn at
+/// random (a proptest strategy over the fields, their types and junk) never answer 5xx, and
+/// every refusal leaves the log as it was.
+async fn hostile_api_requests_are_refused_without_an_event(setup: Setup) {
+    use proptest::strategy::{Strategy, ValueTree};
+
+    let depot = TestDepot::start_on(setup, &[]).await;
+    let root = admin_token(&depot).await;
+    let alice = depot.token("alice").await;
+    let (ok, _, stderr) = depot.depot(&["user", "create", "ops", "--admin"]);
+    assert!(ok, "{stderr}");
+    let narrow_admin = depot.token_with("ops", &["--scope", "yank"]).await;
+    let head = depot.log_head().await;
+    let post = reqwest::Method::POST;
+    let long = format!("https://example.com/{}", "a".repeat(3000));
+    let many_crates: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+    let create = |body: Value, status: u16, expected: &'static str| {
+        ("/api/v1/webhooks", body.to_string(), status, expected)
+    };
+    let replay = |body: Value, status: u16, expected: &'static str| {
+        (
+            "/api/v1/webhooks/replay",
+            body.to_string(),
+            status,
+            expected,
+        )
+    };
+    let cases = [
+        create(json!({"url": "ftp://example.com/x"}), 400, "http or https"),
+        create(
+            json!({"url": "https://u:pw@example.com/"}),
+            400,
+            "user name or password",
+        ),
+        create(json!({"url": "not a url"}), 400, "not a valid URL"),
+        create(json!({"url": "https://example.com/#x"}), 400, "fragment"),
+        create(json!({"url": long}), 400, "bytes long"),
+        create(
+            json!({"url": "https://example.com/", "crates": ["a/b"]}),
+            400,
+            "crate pattern",
+        ),
+        create(
+            json!({"url": "https://example.com/", "crates": many_crates}),
+            400,
+            "crate patterns",
+        ),
+        create(
+            json!({"url": "https://example.com/", "event_types": ["crate.deleted"]}),
+            400,
+            "unknown webhook event type",
+        ),
+        create(
+            json!({"url": "https://example.com/", "description": "x".repeat(300)}),
+            400,
+            "description is longer",
+        ),
+        create(
+            json!({"url": "https://example.com/", "description": "a\u{7}b"}),
+            400,
+            "control characters",
+        ),
+        create(
+            json!({"url": "https://example.com/", "secret": "mine"}),
+            422,
+            "unknown field",
+        ),
+        create(json!({"url": 5}), 422, "invalid type"),
+        create(json!({}), 422, "missing field `url`"),
+        (
+            "/api/v1/webhooks",
+            "{\"url\":".to_owned(),
+            400,
+            "invalid request body",
+        ),
+        replay(json!({"from": 5, "to": 2}), 400, "before `from`"),
+        replay(json!({"from": -1}), 422, "invalid value"),
+        replay(
+            json!({"from": 1, "webhook": "nope"}),
+            404,
+            "no webhook subscription",
+        ),
+        replay(json!({"from": 1, "since": 0}), 422, "unknown field"),
+    ];
+    for (path, body, status, expected) in &cases {
+        let (got, answer) = api(&depot, post.clone(), path, &root, Some(body)).await;
+        let shown: String = body.chars().take(120).collect();
+        assert_eq!(got, *status, "{path} {shown}: {answer}");
+        let detail = detail(&answer);
+        assert!(detail.contains(expected), "{path} {shown}: {detail}");
+    }
+    let get = reqwest::Method::GET;
+    for (path, status) in [
+        ("/api/v1/webhooks/not-a-uuid/deliveries", 404),
+        (
+            "/api/v1/webhooks/0190d5c6-8f4e-7a4b-9b1e-0123456789ab/deliveries",
+            404,
+        ),
+        (
+            "/api/v1/webhooks/0190d5c6-8f4e-7a4b-9b1e-0123456789ab/deliveries?limit=x",
+            400,
+        ),
+        (
+            "/api/v1/webhooks/0190d5c6-8f4e-7a4b-9b1e-0123456789ab/deliveries?limit=-1",
+            400,
+        ),
+    ] {
+        let (got, answer) = api(&depot, get.clone(), path, &root, None).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        detail(&answer);
+    }
+    let (got, answer) = api(
+        &depot,
+        reqwest::Method::DELETE,
+        "/api/v1/webhooks/..%2F..",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(got, 404, "{answer}");
+    detail(&answer);
+    // Only an unrestricted admin's personal token manages webhooks.
+    let good = json!({"url": "https://example.com/hook"}).to_string();
+    for token in [&alice, &narrow_admin] {
+        let (got, answer) = api(&depot, post.clone(), "/api/v1/webhooks", token, Some(&good)).await;
+        assert_eq!(got, 403, "{answer}");
+        detail(&answer);
+    }
+    assert_eq!(
+        depot.log_head().await,
+        head,
+        "a refused request appended an event"
+    );
+
+    // Random bodies: any mix of the fields with values of any JSON type, plus junk fields.
+    // URLs that validate point at loopback port 1, so what gets subscribed is never reached.
+    let value = proptest::prop_oneof![
+        proptest::strategy::Just(Value::Null),
+        proptest::arbitrary::any::<bool>().prop_map(Value::from),
+        proptest::arbitrary::any::<i64>().prop_map(Value::from),
+        "[a-z:/.#@ -]{0,40}".prop_map(Value::from),
+        "(https?|ftp|file|javascript)://(127\\.0\\.0\\.1:1|u:p@127\\.0\\.0\\.1:1|\\[::1\\]:1|)/[a-z#?]{0,8}".prop_map(Value::from),
+        proptest::collection::vec("[a-z.*/-]{0,12}", 0..4).prop_map(|v| json!(v)),
+    ];
+    let field = proptest::sample::select(vec![
+        "url",
+        "event_types",
+        "crates",
+        "description",
+        "from",
+        "to",
+        "webhook",
+        "secret",
+        "",
+    ]);
+    let bodies = proptest::collection::btree_map(field, value, 0..5).prop_map(|fields| {
+        Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    });
+    let mut runner = proptest::test_runner::TestRunner::default();
+    for _ in 0..64 {
+        let body = bodies.new_tree(&mut runner).unwrap().current().to_string();
+        for path in ["/api/v1/webhooks", "/api/v1/webhooks/replay"] {
+            let before = depot.log_head().await;
+            let (got, answer) = api(&depot, post.clone(), path, &root, Some(&body)).await;
+            assert!(got < 500, "{path} {body}: {got} {answer}");
+            if got != 200 {
+                detail(&answer);
+                assert_eq!(
+                    depot.log_head().await,
+                    before,
+                    "{path} {body}: refused, yet appended"
+                );
+            }
+        }
+    }
+}
+
 /// A receiver that accepts connections and never answers: publishes complete as promptly as
 /// without a subscription.
 async fn a_dead_receiver_never_slows_publishing(setup: Setup) {
@@ -462,4 +798,6 @@ on_both_setups!(
     signed_ordered_and_delivered_after_an_outage,
     hostile_subscriptions_are_refused_without_an_event,
     a_dead_receiver_never_slows_publishing,
+    managed_over_http,
+    hostile_api_requests_are_refused_without_an_event,
 );
