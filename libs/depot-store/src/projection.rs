@@ -18,6 +18,7 @@ mod bulk;
 mod docs;
 mod upstream;
 mod webhooks;
+mod yanks;
 
 use std::collections::HashMap;
 

@@ -919,7 +919,7 @@ impl Store {
     /// Every projected row of generation `gen_`, one text per row in a stable order, for
     /// comparing generations. (The texts are comparable within one backend only.)
     pub async fn dump(&self, gen_: u64) -> Result<Vec<String>, StoreError> {
-        const QUERIES: [&str; 11] = [
+        const QUERIES: [&str; 12] = [
             "SELECT 'crates ' || canon || '|' || coalesce(name, '-') || '|' || state || '|' || \
              CAST(last_seq AS TEXT) || '|' || coalesce(description, '-') || '|' || keywords || '|' || \
              coalesce(max_version, '-') || '|' || CAST(updated_at AS TEXT) \
@@ -960,6 +960,8 @@ impl Store {
              CAST(files AS TEXT) || '|' || CAST(bytes AS TEXT) || '|' || coalesce(token_id, '-') || \
              '|' || uploaded_by || '|' || CAST(uploaded_seq AS TEXT) || '|' || \
              CAST(uploaded_at AS TEXT) FROM docs WHERE gen = $1 ORDER BY canon, vers",
+            "SELECT 'yank_messages ' || canon || '|' || vers || '|' || message || '|' || \
+             CAST(seq AS TEXT) FROM yank_messages WHERE gen = $1 ORDER BY canon, vers",
         ];
         let mut rows = Vec::new();
         for sql in QUERIES {
@@ -1083,6 +1085,7 @@ impl Store {
             "upstream_crates",
             "upstream_allowed",
             "docs",
+            "yank_messages",
             "webhook_subscriptions",
             "projector_checkpoint",
             "generations",

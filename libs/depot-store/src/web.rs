@@ -153,6 +153,24 @@ impl Store {
         Ok(cards)
     }
 
+    /// The yank messages of crate `canon`'s versions that have one, by version.
+    pub async fn yank_messages(
+        &self,
+        canon: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let rows: Vec<(String, String)> = on_read!(&self.db, pool => {
+            sqlx::query_as(concat!(
+                "SELECT vers, message FROM yank_messages WHERE gen = ",
+                active_gen!(),
+                " AND canon = $1"
+            ))
+            .bind(canon)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
     /// A crate's owners and accepted versions with their metadata, by canonical name.
     pub async fn crate_details(&self, canon: &str) -> Result<Option<CrateDetails>, StoreError> {
         type Row = (

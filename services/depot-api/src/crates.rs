@@ -17,13 +17,17 @@ fn crate_not_found(name: &CrateName) -> ApiError {
     ApiError::not_found(format!("crate `{name}` does not exist"))
 }
 
-/// `DELETE /api/v1/crates/{name}/{version}/yank`.
+/// The longest yank message, in characters.
+pub(crate) const MAX_YANK_MESSAGE_CHARS: usize = 512;
+
+/// `DELETE /api/v1/crates/{name}/{version}/yank` (cargo's; it gives no reason).
 pub(crate) async fn yank(
     state: State<AppState>,
     VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, name, vers, headers, true).await
+    set_yanked(state, name, vers, headers, Some(true), None).await?;
+    Ok(Json(json!({ "ok": true })))
 }
 
 /// `PUT /api/v1/crates/{name}/{version}/unyank`.
@@ -32,16 +36,98 @@ pub(crate) async fn unyank(
     VersionPath(name, vers): VersionPath,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    set_yanked(state, name, vers, headers, false).await
+    set_yanked(state, name, vers, headers, Some(false), None).await?;
+    Ok(Json(json!({ "ok": true })))
 }
 
+/// The body of `PATCH /api/v1/crates/{name}/{version}`, as crates.io takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VersionPatch {
+    version: VersionChange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionChange {
+    /// Yank (`true`) or unyank (`false`); absent: as it is.
+    #[serde(default)]
+    yanked: Option<bool>,
+    /// Why it is yanked (only for a yanked version).
+    #[serde(default)]
+    yank_message: Option<String>,
+}
+
+/// A yank message as given: at most [`MAX_YANK_MESSAGE_CHARS`] characters, no control
+/// characters but newlines and tabs; blank means none.
+pub(crate) fn yank_message(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(text) = raw else {
+        return Ok(None);
+    };
+    if text.chars().count() > MAX_YANK_MESSAGE_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the yank message is longer than {MAX_YANK_MESSAGE_CHARS} characters"
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad_request(
+            "the yank message must not hold control characters",
+        ));
+    }
+    let trimmed = text.trim();
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
+}
+
+/// `PATCH /api/v1/crates/{name}/{version}`: crates.io's way to yank or unyank with a reason,
+/// `{"version": {"yanked": true, "yank_message": "…"}}`; also changes the message of a
+/// yanked version. Answers `{"version": {"num", "crate", "yanked", "yank_message"}}`.
+pub(crate) async fn update_version(
+    state: State<AppState>,
+    VersionPath(name, vers): VersionPath,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<VersionPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let message = yank_message(patch.version.yank_message)?;
+    let yanked = set_yanked(
+        state.clone(),
+        name.clone(),
+        vers.clone(),
+        headers,
+        patch.version.yanked,
+        message,
+    )
+    .await?;
+    let message = match yanked {
+        true => state
+            .store()
+            .yank_messages(&name.canonical())
+            .await?
+            .remove(vers.as_str()),
+        false => None,
+    };
+    Ok(Json(json!({
+        "version": {
+            "num": vers.as_str(),
+            "crate": name.as_str(),
+            "yanked": yanked,
+            "yank_message": message,
+        }
+    })))
+}
+
+/// Yanks or unyanks (`yanked`; `None`: keeps the state) with an optional message (a yank
+/// of a yanked version without one keeps its message); returns whether it is yanked now.
 async fn set_yanked(
     State(state): State<AppState>,
     name: CrateName,
     vers: Version,
     headers: HeaderMap,
-    yanked: bool,
-) -> Result<Json<Value>, ApiError> {
+    yanked: Option<bool>,
+    message: Option<String>,
+) -> Result<bool, ApiError> {
     let principal = authenticate(&state, &headers).await?;
     state.inner.rate_limits.command(principal.token_id)?;
     principal.require(TokenScope::Yank, &name)?;
@@ -63,20 +149,27 @@ async fn set_yanked(
                     "crate `{name}` does not have a version `{vers}`"
                 )));
             };
-            if version.yanked == yanked {
-                return Ok(Decision::Done(()));
+            let target = yanked.unwrap_or(version.yanked);
+            if !target && message.is_some() {
+                return Err(ApiError::bad_request(
+                    "only a yanked version has a yank message",
+                ));
+            }
+            // Yanking a yanked version again changes nothing, unless it says why.
+            if version.yanked == target && message.is_none() {
+                return Ok(Decision::Done(target));
             }
             let toggle = VersionYankToggled {
                 vers: vers.to_string(),
-                message: None,
+                message: message.clone(),
                 token_id: Some(principal.token_id),
             };
-            let event = if yanked {
+            let event = if target {
                 Event::VersionYanked(toggle)
             } else {
                 Event::VersionUnyanked(toggle)
             };
-            Ok(Decision::Append(Box::new(event), ()))
+            Ok(Decision::Append(Box::new(event), target))
         },
     )
     .await?;
@@ -90,7 +183,7 @@ async fn set_yanked(
         )
         .await?;
     }
-    Ok(Json(json!({ "ok": true })))
+    Ok(executed.value)
 }
 
 /// `GET /api/v1/me`: who the token belongs to.
@@ -322,4 +415,46 @@ pub(crate) async fn search(
     Ok(Json(
         json!({ "crates": crates, "meta": { "total": total } }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn yank_messages_are_checked() {
+        assert_eq!(yank_message(None).unwrap(), None);
+        assert_eq!(yank_message(Some("  \n ".into())).unwrap(), None);
+        assert_eq!(
+            yank_message(Some(" broken\n\tbuild ".into()))
+                .unwrap()
+                .as_deref(),
+            Some("broken\n\tbuild")
+        );
+        assert!(yank_message(Some("a\u{0}b".into())).is_err());
+        assert!(yank_message(Some("a\u{1b}[31mb".into())).is_err());
+        assert!(yank_message(Some("é".repeat(MAX_YANK_MESSAGE_CHARS))).is_ok());
+        assert!(yank_message(Some("é".repeat(MAX_YANK_MESSAGE_CHARS + 1))).is_err());
+    }
+
+    proptest! {
+        /// Any text: a kept message is trimmed, non-empty, bounded and free of control
+        /// characters but newlines and tabs; text within those bounds is never refused.
+        #[test]
+        fn any_yank_message_is_checked(text in "\\PC{0,600}|[a-z\n\t\u{0}-\u{1f} ]{0,20}") {
+            let allowed = text.chars().count() <= MAX_YANK_MESSAGE_CHARS
+                && !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+            match yank_message(Some(text.clone())) {
+                Ok(Some(kept)) => {
+                    prop_assert!(allowed);
+                    prop_assert_eq!(kept.as_str(), text.trim());
+                    prop_assert!(!kept.is_empty());
+                }
+                Ok(None) => prop_assert!(allowed && text.trim().is_empty()),
+                Err(_) => prop_assert!(!allowed),
+            }
+        }
+    }
 }

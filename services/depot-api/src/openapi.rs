@@ -27,7 +27,7 @@ mod tests {
 
     use super::OPENAPI_JSON;
 
-    const METHODS: [&str; 4] = ["get", "put", "post", "delete"];
+    const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
     /// (method, path) of every `.route(…)` in the router's source, with axum's `{*path}`
     /// written as OpenAPI's `{path}`.

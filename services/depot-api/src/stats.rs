@@ -66,6 +66,7 @@ pub(crate) async fn crate_info(
         .or(versions.versions.last())
         .map(|v| v.vers.clone());
     let documentation = crate::docs::documentation_urls(&state, &canon).await?;
+    let yank_messages = state.store().yank_messages(&canon).await?;
     let listed: Vec<Value> = versions
         .versions
         .iter()
@@ -75,6 +76,7 @@ pub(crate) async fn crate_info(
                 "num": v.vers,
                 "crate": versions.name,
                 "yanked": v.yanked,
+                "yank_message": v.yanked.then(|| yank_messages.get(v.vers.as_str())).flatten(),
                 "downloads": totals.get(v.vers.as_str()).copied().unwrap_or(0),
                 "dl_path": format!("/api/v1/crates/{}/{}/download", versions.name, v.vers),
                 "documentation": documentation.get(v.vers.as_str()),

@@ -339,6 +339,18 @@ impl Projector {
                     }),
                 };
                 apply_crate_event(&mut tx, canon, work, stored.seq, envelope, accepted.take());
+                if let Event::VersionYanked(toggle) | Event::VersionUnyanked(toggle) =
+                    &envelope.event
+                    && work.state.accepted_version(&toggle.vers).is_some()
+                {
+                    // Why it was yanked, if the owner said; an unyank forgets it.
+                    let message = match &envelope.event {
+                        Event::VersionYanked(_) => toggle.message.as_deref(),
+                        _ => None,
+                    };
+                    tx.set_yank_message(canon, &toggle.vers, message, stored.seq)
+                        .await?;
+                }
                 apply_trust_event(&mut tx, canon, envelope).await?;
                 if let Event::DocsUploaded(docs) = &envelope.event {
                     tx.store_docs(canon, docs, &envelope.actor, stored.seq, envelope.at)

@@ -1,8 +1,9 @@
 //! A replay folds the log into the same read models as the live projector, whatever the size
 //! of its batches: a generated history (uploads, verdicts given late or twice, rejections and
-//! uploads again, yanks and unyanks of shown and hidden versions, owners, tokens, accounts and
-//! trusts) is applied event by event, as the live projector may, then replayed into new
-//! generations with batches of 1 to 1,000 events, on PostgreSQL and on SQLite.
+//! uploads again, yanks with and without reasons and unyanks of shown and hidden versions,
+//! owners, tokens, accounts and trusts) is applied event by event, as the live projector may,
+//! then replayed into new generations with batches of 1 to 1,000 events, on PostgreSQL and on
+//! SQLite.
 
 use std::sync::Arc;
 
@@ -194,9 +195,11 @@ impl History {
             self.crates[index].accepted[i].1 = yank;
             self.crates[index].accepted[i].0.clone()
         };
+        // Half the yanks say why (unyanks with a message too: the fold ignores it).
+        let message = (self.rng.below(2) == 0).then(|| format!("reason {}", self.rng.below(4)));
         let toggle = VersionYankToggled {
             vers,
-            message: None,
+            message,
             token_id: None,
         };
         let event = if yank {
@@ -351,6 +354,10 @@ async fn replay_matches_live(backend: Backend) {
         expected
             .iter()
             .any(|row| row.starts_with("versions ") && row.contains("|rejected|")),
+        "{expected:?}"
+    );
+    assert!(
+        expected.iter().any(|row| row.starts_with("yank_messages ")),
         "{expected:?}"
     );
 

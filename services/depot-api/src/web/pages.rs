@@ -416,12 +416,14 @@ async fn show_crate(
         .into_iter()
         .map(|row| row.vers)
         .collect();
-    let page = view::crate_page(details, version, &docs, &downloads, today).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "crate `{name}` does not have a version `{}`",
-            version.unwrap_or_default()
-        ))
-    })?;
+    let yank_messages = state.store().yank_messages(&canon).await?;
+    let page = view::crate_page(details, version, &docs, &yank_messages, &downloads, today)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "crate `{name}` does not have a version `{}`",
+                version.unwrap_or_default()
+            ))
+        })?;
     let readme = match &page.readme_blob {
         Some(key) => match state.inner.blobs.read_capped(key, MAX_README_BLOB).await {
             Ok(Some(bytes)) => {

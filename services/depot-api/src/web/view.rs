@@ -41,6 +41,8 @@ pub(crate) struct VersionRow {
     pub(crate) current: bool,
     /// Whether hosted docs were uploaded for this version.
     pub(crate) docs: bool,
+    /// Why it was yanked, if its owner said (empty otherwise).
+    pub(crate) yank_message: String,
 }
 
 /// One dependency.
@@ -98,6 +100,8 @@ pub(crate) struct CratePage {
     pub(crate) documentation: String,
     /// Whether hosted docs (`/docs/{name}/{version}/`) exist for the shown version.
     pub(crate) hosted_docs: bool,
+    /// Why the shown version was yanked, if its owner said (empty otherwise).
+    pub(crate) yank_message: String,
     pub(crate) keywords: Vec<String>,
     pub(crate) authors: Vec<String>,
     pub(crate) readme_blob: Option<String>,
@@ -118,11 +122,13 @@ pub(crate) struct CratePage {
 }
 
 /// The crate page of `details` at `version` (the newest unyanked one, else the newest, when
-/// `None`); `None` if the crate has no such version. `docs` holds the versions with hosted docs.
+/// `None`); `None` if the crate has no such version. `docs` holds the versions with hosted
+/// docs, `yank_messages` the reasons given for yanks.
 pub(crate) fn crate_page(
     details: CrateDetails,
     version: Option<&str>,
     docs: &HashSet<String>,
+    yank_messages: &BTreeMap<String, String>,
     downloads: &depot_store::CrateDownloads,
     today: i64,
 ) -> Option<CratePage> {
@@ -158,6 +164,7 @@ pub(crate) fn crate_page(
             yanked: v.yanked,
             current: v.vers == shown.vers,
             docs: docs.contains(&v.vers),
+            yank_message: yank_message_of(yank_messages, v),
         })
         .collect();
     let (bars, chart_max, recent) = chart(downloads, today);
@@ -187,6 +194,7 @@ pub(crate) fn crate_page(
         homepage: web_url(metadata.homepage.as_deref()),
         documentation: web_url(metadata.documentation.as_deref()),
         hosted_docs: docs.contains(&shown.vers),
+        yank_message: yank_message_of(yank_messages, shown),
         keywords: metadata.keywords.clone(),
         authors: metadata.authors.clone(),
         readme_blob: shown.readme_blob.clone(),
@@ -214,6 +222,14 @@ pub(crate) fn crate_page(
         chart_height: CHART_HEIGHT,
         chart_max,
     })
+}
+
+/// The reason `version` was yanked, if it is and one was given.
+fn yank_message_of(messages: &BTreeMap<String, String>, version: &VersionDetails) -> String {
+    match messages.get(&version.vers) {
+        Some(message) if version.yanked => message.clone(),
+        _ => String::new(),
+    }
 }
 
 /// The version shown by default: the highest unyanked one, else the highest.

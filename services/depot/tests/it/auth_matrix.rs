@@ -143,6 +143,7 @@ enum Route {
     PublishUpdate,
     PublishNew,
     Yank,
+    YankWithReason,
     Unyank,
     OwnersAdd,
     OwnersRemove,
@@ -174,7 +175,7 @@ enum Route {
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 42] = [
+const EVERY_ROUTE: [Route; 43] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
@@ -189,6 +190,7 @@ const EVERY_ROUTE: [Route; 42] = [
     Route::PublishUpdate,
     Route::PublishNew,
     Route::Yank,
+    Route::YankWithReason,
     Route::Unyank,
     Route::OwnersAdd,
     Route::OwnersRemove,
@@ -237,6 +239,7 @@ impl Route {
             Route::PublishUpdate => "`PUT /api/v1/crates/new` (new version of `acme-core`)",
             Route::PublishNew => "`PUT /api/v1/crates/new` (new crate `acme-…`)",
             Route::Yank => "`DELETE /api/v1/crates/acme-core/1.0.0/yank`",
+            Route::YankWithReason => "`PATCH /api/v1/crates/acme-core/1.0.0` (yank with a reason)",
             Route::Unyank => "`PUT /api/v1/crates/acme-core/1.0.0/unyank`",
             Route::OwnersAdd => "`PUT /api/v1/crates/acme-core/owners`",
             Route::OwnersRemove => "`DELETE /api/v1/crates/acme-core/owners`",
@@ -321,6 +324,11 @@ impl Route {
                 "DELETE",
                 "/api/v1/crates/acme-core/1.0.0/yank".into(),
                 vec![],
+            ),
+            Route::YankWithReason => (
+                "PATCH",
+                "/api/v1/crates/acme-core/1.0.0".into(),
+                br#"{"version":{"yanked":true,"yank_message":"broken build"}}"#.to_vec(),
             ),
             Route::Unyank => (
                 "PUT",
@@ -487,7 +495,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
             DeployInside | Stranger | Owner | Admin => 200,
             _ => 403,
         },
-        Yank | Unyank => match who {
+        Yank | YankWithReason | Unyank => match who {
             DeployInside | Owner | Admin => 200,
             _ => 403,
         },

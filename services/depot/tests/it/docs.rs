@@ -6,7 +6,7 @@ use depot_cratefile::TarballBuilder;
 use depot_testkit::{CargoHome, CargoProject};
 use reqwest::header::{HeaderMap, LOCATION};
 
-use crate::support::{Setup, TestDepot, crate_bytes, details, metadata, publish_body};
+use crate::support::{Setup, TestDepot, details};
 
 const CSP: &str = "sandbox allow-scripts allow-popups; default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; \
@@ -19,16 +19,6 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-async fn publish(depot: &TestDepot, token: &str, name: &str, vers: &str) {
-    let (status, json) = depot
-        .publish_raw(
-            token,
-            publish_body(&metadata(name, vers), &crate_bytes(name, vers, "")),
-        )
-        .await;
-    assert_eq!(status, 200, "{json}");
 }
 
 /// `PUT …/docs`: (status, JSON).
@@ -100,7 +90,7 @@ async fn docs_events(depot: &TestDepot) -> usize {
 async fn docs_are_served_replaced_and_replayed(setup: Setup) {
     let depot = TestDepot::start_on(setup, &[]).await;
     let alice = depot.token("alice").await;
-    publish(&depot, &alice, "doc-demo", "1.0.0").await;
+    depot.publish_ok(&alice, "doc-demo", "1.0.0").await;
 
     let (status, json) = upload(&depot, Some(&alice), "doc-demo", "1.0.0", tree("one")).await;
     assert_eq!(status, 200, "{json}");
@@ -214,8 +204,8 @@ async fn hostile_archives_and_callers_are_refused_and_append_nothing() {
     let alice = depot.token("alice").await;
     let bob = depot.token("bob").await;
     let yank_only = depot.token_with("alice", &["--scope", "yank"]).await;
-    publish(&depot, &alice, "doc-hostile", "1.0.0").await;
-    publish(&depot, &bob, "bobs-crate", "1.0.0").await;
+    depot.publish_ok(&alice, "doc-hostile", "1.0.0").await;
+    depot.publish_ok(&bob, "bobs-crate", "1.0.0").await;
     let head = depot.log_head().await;
 
     let good = || {

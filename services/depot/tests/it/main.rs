@@ -29,3 +29,4 @@ mod upstream;
 mod validation;
 mod web;
 mod webhooks;
+mod yanks;

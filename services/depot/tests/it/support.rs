@@ -440,6 +440,13 @@ impl TestDepot {
     }
 
     /// PUTs a raw publish body.
+    /// Publishes a minimal `name` `vers` with `token` and asserts it was accepted.
+    pub(crate) async fn publish_ok(&self, token: &str, name: &str, vers: &str) {
+        let body = publish_body(&metadata(name, vers), &crate_bytes(name, vers, ""));
+        let (status, json) = self.publish_raw(token, body).await;
+        assert_eq!(status, 200, "publish of {name} {vers}: {json}");
+    }
+
     pub(crate) async fn publish_raw(&self, token: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let res = self
             .http
