@@ -146,6 +146,30 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Presses keys (text, or WebDriver key codes such as [`Key::Tab`](crate::Key)) in
+    /// the element that has the focus, as a keyboard user would.
+    pub async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("the focused element")
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
+    }
+
+    /// A short description of the focused element: its tag, `#id` and text, for assertions.
+    pub async fn focused(&self) -> String {
+        let value = self
+            .run(
+                "const e = document.activeElement;\
+                 return e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' ' \
+                 + (e.textContent || '').trim().slice(0, 40)",
+            )
+            .await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
     /// The page's current URL.
     pub async fn url(&self) -> String {
         self.client

@@ -21,6 +21,8 @@ pub use cargo_home::CargoHome;
 pub use cargo_project::{CargoProject, DEFAULT_REGISTRY, Dep, DepKind};
 pub use database::TestDatabase;
 pub use env::{DATABASE_URL_VAR, NATS_URL_VAR, nats_url, unique_prefix};
+/// WebDriver key codes for [`Browser::press`].
+pub use fantoccini::key::Key;
 pub use nats_cluster::PrivateNatsCluster;
 pub use oidc::{DEFAULT_OIDC_SUBJECT, OidcIssuer};
 pub use s3::{S3_ACCESS_KEY_VAR, S3_ENDPOINT_VAR, S3_REGION_VAR, S3_SECRET_KEY_VAR, TestBucket};

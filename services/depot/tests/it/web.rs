@@ -1,7 +1,9 @@
-//! The web UI in a real browser (Debian's Chromium, headless, through chromedriver): search,
-//! crate pages, an inert hostile README, signing in with a token, creating and revoking a
-//! token, adding an owner, signing out; and with `auth-required`, the sign-in wall. Screenshots
-//! of the main pages are saved as artifacts (see `depot_testkit::screenshot_dir`).
+//! The web UI in a real browser (Debian's Chromium, headless, through chromedriver): search
+//! (with the mouse and with the keyboard alone), crate pages, an inert hostile README, the link
+//! to a version's hosted docs (opened sandboxed), signing in with a token, creating and
+//! revoking a token, adding an owner, the dark theme, signing out, a phone-sized screen; and
+//! with `auth-required`, the sign-in wall. Screenshots of the main pages are saved as
+//! artifacts (see `depot_testkit::screenshot_dir`).
 //!
 //! Beside the browser: forms without the session's CSRF token or from another origin are
 //! refused and change nothing, and the session cookie is `HttpOnly` and `SameSite=Strict`.
@@ -88,6 +90,33 @@ async fn browse_sign_in_and_manage_tokens(setup: Setup) {
     let recent = browser.text("section[aria-labelledby=recent-h]").await;
     assert!(recent.contains("web-widget"), "{recent}");
     browser.screenshot("home").await;
+
+    // The keyboard reaches everything in order: the skip link first, then the header's
+    // search; a search typed and sent with Enter; results are links in the tab order.
+    let tab = depot_testkit::Key::Tab.to_string();
+    let enter = depot_testkit::Key::Enter.to_string();
+    // (On a page without the home page's autofocused search box.)
+    browser.goto(&format!("{url}/crates/web-base")).await;
+    browser.press(&tab).await;
+    assert_eq!(browser.focused().await, "a Skip to content");
+    browser.press(&tab).await;
+    assert_eq!(browser.focused().await, "a Depot");
+    browser.press(&tab).await;
+    assert_eq!(browser.focused().await, "input#q ");
+    browser.press(&format!("web-widget{enter}")).await;
+    let at = browser
+        .wait_for_url(|u| u.contains("/search?q=web-widget"))
+        .await;
+    assert!(at.contains("/search?q=web-widget"), "{at}");
+    browser.find("#result-count").await;
+    let focusable = browser
+        .run(
+            "return Array.from(document.querySelectorAll('a.name'))\
+             .every(a => a.tabIndex === 0)",
+        )
+        .await;
+    assert_eq!(focusable, serde_json::json!(true));
+    browser.goto(&format!("{url}/")).await;
     browser.type_into("#home-q", "web-widget").await;
     browser.click(".big-search button").await;
     let at = browser
