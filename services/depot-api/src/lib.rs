@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, put};
+use axum::routing::{delete, get, put};
 use depot_cratefile::{PublishLimits, TarballLimits};
 use depot_eventlog::EventLog;
 use depot_store::{BlobStore, Store};
@@ -265,7 +265,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/crates/{name}/{version}",
-            patch(crates::update_version),
+            get(stats::version_info).patch(crates::update_version),
         )
         .route("/api/v1/crates/{name}/{version}/yank", delete(crates::yank))
         .route(

@@ -1,6 +1,6 @@
-//! A crate in crates.io's API shape, with its download counts: `GET /api/v1/crates/{name}`
-//! and `GET /api/v1/crates/{name}/downloads`. Versions with hosted docs carry their URL
-//! (`documentation`), and the crate the URL of its newest docs.
+//! A crate in crates.io's API shape, with its download counts: `GET /api/v1/crates/{name}`,
+//! `GET /api/v1/crates/{name}/{version}` and `GET /api/v1/crates/{name}/downloads`. Versions
+//! with hosted docs carry their URL (`documentation`), and the crate the URL of its newest docs.
 //!
 //! Downloads are counted per version as Depot serves them and written in batches per UTC day
 //! (operational data: kept across `depot replay`, not rebuilt from the log). "Recent" means the
@@ -15,7 +15,7 @@ use depot_events::Timestamp;
 use serde_json::{Value, json};
 
 use crate::auth::authorize_read;
-use crate::extract::CratePath;
+use crate::extract::{CratePath, VersionPath};
 use crate::{ApiError, AppState};
 
 /// Days counted as recent, and the days `…/downloads` covers.
@@ -97,6 +97,89 @@ pub(crate) async fn crate_info(
                 .then(|| format!("{}/docs/{}", state.config().public_url, versions.name)),
         },
         "versions": listed,
+    })))
+}
+
+/// `GET /api/v1/crates/{name}/{version}`: one version in crates.io's shape — its checksum,
+/// size, publisher, time, license, `rust-version`, features, downloads, yank state and reason,
+/// and the URL of its hosted docs.
+pub(crate) async fn version_info(
+    State(state): State<AppState>,
+    VersionPath(name, vers): VersionPath,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize_read(&state, &headers, name.as_str()).await?;
+    let canon = name.canonical();
+    let details = state
+        .store()
+        .crate_details(&canon)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("crate `{name}` does not exist")))?;
+    let version = details
+        .versions
+        .iter()
+        .find(|v| v.vers == vers.as_str())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("crate `{name}` does not have a version `{vers}`"))
+        })?;
+    let counts = state
+        .store()
+        .crate_downloads(&canon, first_recent_day())
+        .await?;
+    let downloads = counts
+        .totals
+        .iter()
+        .find(|(v, _)| *v == version.vers)
+        .map_or(0, |(_, count)| *count);
+    let yank_message = match version.yanked {
+        true => state
+            .store()
+            .yank_messages(&canon)
+            .await?
+            .remove(&version.vers),
+        false => None,
+    };
+    let documentation = crate::docs::documentation_urls(&state, &canon)
+        .await?
+        .remove(&version.vers);
+    let entry: Option<depot_index::IndexEntry> = version
+        .entry
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok());
+    let metadata: depot_events::ExtractedMetadata = version
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let features = entry.as_ref().map(|e| {
+        let mut all = e.features.clone();
+        if let Some(more) = &e.features2 {
+            all.extend(more.clone());
+        }
+        all
+    });
+    Ok(Json(json!({
+        "version": {
+            "crate": details.name,
+            "num": version.vers,
+            "dl_path": format!("/api/v1/crates/{}/{}/download", details.name, version.vers),
+            "created_at": version.uploaded_at.to_rfc3339(),
+            "published_by": { "login": version.uploader },
+            "crate_size": version.size,
+            "checksum": entry.as_ref().map(|e| e.cksum.clone()),
+            "downloads": downloads,
+            "yanked": version.yanked,
+            "yank_message": yank_message,
+            "features": features,
+            "links": entry.as_ref().and_then(|e| e.links.clone()),
+            "rust_version": entry.as_ref().and_then(|e| e.rust_version.clone()),
+            "license": metadata.license,
+            "edition": metadata.edition,
+            "description": metadata.description,
+            "homepage": metadata.homepage,
+            "repository": metadata.repository,
+            "documentation": documentation,
+        }
     })))
 }
 

@@ -136,6 +136,7 @@ enum Route {
     Search,
     OwnersList,
     CrateInfo,
+    VersionInfo,
     CrateDownloads,
     DocsUpload,
     DocsFile,
@@ -175,13 +176,14 @@ enum Route {
     CiTokenRevoke,
 }
 
-const EVERY_ROUTE: [Route; 43] = [
+const EVERY_ROUTE: [Route; 44] = [
     Route::ConfigJson,
     Route::IndexFile,
     Route::Download,
     Route::Search,
     Route::OwnersList,
     Route::CrateInfo,
+    Route::VersionInfo,
     Route::CrateDownloads,
     // The upload first: the file is read once some caller stored it.
     Route::DocsUpload,
@@ -232,6 +234,7 @@ impl Route {
             Route::Search => "`GET /api/v1/crates?q=…`",
             Route::OwnersList => "`GET /api/v1/crates/acme-core/owners`",
             Route::CrateInfo => "`GET /api/v1/crates/acme-core`",
+            Route::VersionInfo => "`GET /api/v1/crates/acme-core/1.0.0`",
             Route::CrateDownloads => "`GET /api/v1/crates/acme-core/downloads`",
             Route::DocsUpload => "`PUT /api/v1/crates/acme-core/1.0.0/docs`",
             Route::DocsFile => "`GET /docs/acme-core/1.0.0/acme_core/index.html`",
@@ -296,6 +299,7 @@ impl Route {
             Route::Search => ("GET", "/api/v1/crates?q=c&per_page=100".into(), vec![]),
             Route::OwnersList => ("GET", "/api/v1/crates/acme-core/owners".into(), vec![]),
             Route::CrateInfo => ("GET", "/api/v1/crates/acme-core".into(), vec![]),
+            Route::VersionInfo => ("GET", "/api/v1/crates/acme-core/1.0.0".into(), vec![]),
             Route::CrateDownloads => ("GET", "/api/v1/crates/acme-core/downloads".into(), vec![]),
             Route::DocsUpload => (
                 "PUT",
@@ -472,7 +476,7 @@ fn expected(auth_required: bool, route: Route, who: Who) -> u16 {
         _ if auth_required && who.invalid() => 401,
         // The crates.io cache holds public crates: any valid token with `read` may use it.
         ConfigJson | Search | UpstreamConfig | UpstreamIndex | UpstreamDownload | OpenApi => 200,
-        IndexFile | Download | OwnersList | CrateInfo | CrateDownloads | DocsFile => {
+        IndexFile | Download | OwnersList | CrateInfo | VersionInfo | CrateDownloads | DocsFile => {
             if !auth_required || who.reads_acme() {
                 200
             } else {

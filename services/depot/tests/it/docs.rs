@@ -138,7 +138,7 @@ async fn docs_are_served_replaced_and_replayed(setup: Setup) {
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     assert_isolated(&headers, "404");
 
-    // The crate API links the docs.
+    // The crate and version APIs link the docs.
     let (status, body) = depot.get("/api/v1/crates/doc-demo").await;
     assert_eq!(status, 200);
     let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -149,6 +149,13 @@ async fn docs_are_served_replaced_and_replayed(setup: Setup) {
     assert_eq!(
         info["crate"]["documentation"],
         format!("{}/docs/doc-demo", depot.url)
+    );
+    let (status, body) = depot.get("/api/v1/crates/doc-demo/1.0.0").await;
+    assert_eq!(status, 200);
+    let one: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        one["version"]["documentation"],
+        format!("{}/docs/doc-demo/1.0.0/", depot.url)
     );
 
     // The same docs again: nothing appended. Other docs: they replace the first.

@@ -589,8 +589,7 @@ async fn hostile_headers_queries_methods_and_routes(setup: Setup) {
         ("GET", "/api/v1/crates/new"),
         ("POST", "/api/v1/crates/new"),
         ("GET", "/api/v1/crates/present/1.0.0/yank"),
-        // Only `PATCH` (a yank with a reason) is routed there.
-        ("GET", "/api/v1/crates/present/1.0.0"),
+        ("POST", "/api/v1/crates/present/1.0.0"),
         ("PATCH", "/api/v1/crates/present/owners"),
         ("PUT", "/api/v1/crates/present/1.0.0/download"),
         ("POST", "/health"),

@@ -1,6 +1,6 @@
 //! Yank reasons, with crates.io's `PATCH /api/v1/crates/{name}/{version}`: given, changed,
 //! kept by a plain (cargo's) yank of a yanked version, forgotten on unyank; shown by the crate
-//! API and the crate page; hostile bodies and callers refused with nothing appended; kept by
+//! and version APIs and the crate page; hostile bodies and callers refused with nothing appended; kept by
 //! `depot replay`.
 
 use serde_json::{Value, json};
@@ -40,8 +40,24 @@ async fn patch(depot: &TestDepot, vers: &str, token: Option<&str>, body: Value) 
     .await
 }
 
-/// The `yank_message` of `vers` in the crate API.
+/// The `yank_message` of `vers` in the crate API, which the version API agrees with.
 async fn api_message(depot: &TestDepot, vers: &str) -> Value {
+    let (status, one) = call(
+        depot,
+        reqwest::Method::GET,
+        &format!("/api/v1/crates/reasons/{vers}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    let message = one["version"]["yank_message"].clone();
+    assert_eq!(message, api_list_message(depot, vers).await, "{one}");
+    message
+}
+
+/// The `yank_message` of `vers` in the crate's version list.
+async fn api_list_message(depot: &TestDepot, vers: &str) -> Value {
     let (status, info) = call(
         depot,
         reqwest::Method::GET,
@@ -88,6 +104,34 @@ async fn yank_reasons_are_kept_shown_and_replayed(setup: Setup) {
     );
     assert_eq!(api_message(&depot, "1.0.0").await, "broken build");
     assert_eq!(api_message(&depot, "1.1.0").await, Value::Null);
+    // The version API in crates.io's shape.
+    let (status, one) = call(
+        &depot,
+        reqwest::Method::GET,
+        "/api/v1/crates/reasons/1.0.0",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    let version = &one["version"];
+    assert_eq!(
+        (&version["crate"], &version["num"], &version["yanked"]),
+        (&json!("reasons"), &json!("1.0.0"), &json!(true)),
+        "{one}"
+    );
+    assert_eq!(version["published_by"]["login"], "alice", "{one}");
+    assert_eq!(version["dl_path"], "/api/v1/crates/reasons/1.0.0/download");
+    assert!(version["crate_size"].as_u64().unwrap() > 0, "{one}");
+    let checksum = version["checksum"].as_str().unwrap();
+    assert!(
+        checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{one}"
+    );
+    for missing in ["/api/v1/crates/reasons/9.9.9", "/api/v1/crates/nope/1.0.0"] {
+        let (status, answer) = call(&depot, reqwest::Method::GET, missing, None, None).await;
+        assert_eq!(status, 404, "{missing}: {answer}");
+    }
     let yanked_page = page(&depot, "/crates/reasons/1.0.0").await;
     assert!(
         yanked_page.contains(r#"<p class="notice" id="yank-message">Yanked: broken build</p>"#),
