@@ -117,16 +117,20 @@ async fn metrics_tell_the_story(setup: Setup) {
         .await;
     assert_eq!(status, 404, "upstream has no such download");
     // The lag samplers run every 5 s: wait (boundedly) for samples taken after the last
-    // event was handled.
+    // event was handled — the sampled head is the log's, and nothing is pending (a sample
+    // from before the last events may also read 0 pending).
+    let head = depot.log_head().await as f64;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let m = loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let m = scrape(&depot).await;
-        let settled = ["projector", "extractor"].iter().all(|consumer| {
-            m.get(&format!(
-                r#"depot_consumer_pending_events{{consumer="{consumer}"}}"#
-            )) == Some(&0.0)
-        });
+        let settled = m.get("depot_event_log_head_sequence") == Some(&head)
+            && m.get("depot_projector_applied_sequence") == Some(&head)
+            && ["projector", "extractor"].iter().all(|consumer| {
+                m.get(&format!(
+                    r#"depot_consumer_pending_events{{consumer="{consumer}"}}"#
+                )) == Some(&0.0)
+            });
         if settled || std::time::Instant::now() > deadline {
             break m;
         }
@@ -209,7 +213,11 @@ async fn metrics_tell_the_story(setup: Setup) {
         1.0
     );
     assert!(value(&m, "depot_projector_batch_duration_seconds_count") >= 1.0);
-    let head = depot.log_head().await as f64;
+    assert_eq!(
+        depot.log_head().await as f64,
+        head,
+        "events appended while settling"
+    );
     assert_eq!(value(&m, "depot_event_log_head_sequence"), head);
     assert_eq!(value(&m, "depot_projector_applied_sequence"), head);
     assert_eq!(
